@@ -1,0 +1,463 @@
+//! Configuration: the OX-style property set of a directory plus the mock's YAML files.
+//!
+//! Everything the service reads is resolved here once, at startup, into [`Settings`]. A value
+//! that cannot be used stops startup with one line naming the file, key, value and the expected
+//! form, so that an operator can fix it without reading code.
+
+pub mod mailapp;
+pub mod properties;
+pub mod users;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use mailapp::MailAppConfig;
+pub use properties::Properties;
+pub use users::{UserEntry, UsersFile};
+
+/// Prefix of the legacy mobile push properties; OX spells it `openxchange` (sic).
+pub const MOBILEPUSH: &str = "com.openxchange.mobilepush.events";
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {key}={value:?} is invalid: expected {expected}.")]
+    Invalid {
+        file: String,
+        key: String,
+        value: String,
+        expected: String,
+    },
+    #[error("{file}: cannot be read: {reason}.")]
+    Unreadable { file: String, reason: String },
+}
+
+/// How APNs requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApnsAuth {
+    Jwt,
+    Certificate,
+}
+
+/// APNs transport settings (`com.openxchange.mobilepush.events.apn.ios.*`).
+#[derive(Debug, Clone)]
+pub struct ApnsSettings {
+    pub enabled: bool,
+    pub auth: ApnsAuth,
+    pub keystore: Option<PathBuf>,
+    pub password: Option<String>,
+    pub production: bool,
+    pub private_key: Option<PathBuf>,
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub topic: Option<String>,
+}
+
+/// FCM v1 / legacy GCM settings (`com.openxchange.mobilepush.events.gcm.*`).
+#[derive(Debug, Clone, Default)]
+pub struct GcmSettings {
+    pub enabled: bool,
+    pub key: Option<String>,
+    pub service_account: Option<PathBuf>,
+}
+
+/// Every setting of the service, resolved. `Default` is what an empty directory gives.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub db: PathBuf,
+    pub apns_url: Option<String>,
+    pub fcm_url: String,
+    pub fcm_oauth_url: Option<String>,
+    pub gcm_url: String,
+    pub tls_ca_file: Option<PathBuf>,
+    pub basic_login: Option<String>,
+    pub basic_password: Option<String>,
+    pub strict_ox: bool,
+    pub queue_capacity: usize,
+    pub push_concurrency: usize,
+    pub push_timeout_ms: u64,
+    pub retry_max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_age_ms: u64,
+    pub recordings_max: usize,
+    pub apns_expiration_s: u64,
+    pub mobile_mail_app: bool,
+    pub allowed_clients: Vec<String>,
+    pub apns: ApnsSettings,
+    pub gcm: GcmSettings,
+    pub users: UsersFile,
+    pub mailapp: MailAppConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            config_dir: PathBuf::from("."),
+            http_listen: "127.0.0.1:8009".parse().expect("literal"),
+            admin_listen: "127.0.0.1:8010".parse().expect("literal"),
+            db: PathBuf::from("mock-middleware.sqlite"),
+            apns_url: None,
+            fcm_url: "https://fcm.googleapis.com".into(),
+            fcm_oauth_url: None,
+            gcm_url: "https://fcm.googleapis.com".into(),
+            tls_ca_file: None,
+            basic_login: None,
+            basic_password: None,
+            strict_ox: false,
+            queue_capacity: 65536,
+            push_concurrency: 256,
+            push_timeout_ms: 10_000,
+            retry_max_attempts: 5,
+            retry_base_ms: 200,
+            retry_max_age_ms: 60_000,
+            recordings_max: 10_000,
+            apns_expiration_s: 86_400,
+            mobile_mail_app: false,
+            allowed_clients: parse_client_patterns(DEFAULT_ALLOWED_CLIENTS),
+            apns: ApnsSettings {
+                enabled: false,
+                auth: ApnsAuth::Jwt,
+                keystore: None,
+                password: None,
+                production: true,
+                private_key: None,
+                key_id: None,
+                team_id: None,
+                topic: None,
+            },
+            gcm: GcmSettings::default(),
+            users: UsersFile::default(),
+            mailapp: MailAppConfig::default(),
+        }
+    }
+}
+
+/// Default of `com.openexchange.push.allowedClients`: the shipped 7.x list plus OX Mail v2.
+pub const DEFAULT_ALLOWED_CLIENTS: &str =
+    "\"USM-EAS*\", \"USM-JSON*\", \"open-xchange-mailapp\", \"open-xchange-mobile-api-facade*\"";
+
+impl Settings {
+    /// The APNs base URL in force: `mock.apns.url`, else Apple's production or sandbox host.
+    pub fn apns_base(&self) -> String {
+        match &self.apns_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None if self.apns.production => "https://api.push.apple.com".into(),
+            None => "https://api.sandbox.push.apple.com".into(),
+        }
+    }
+
+    /// Loads a configuration directory: every `*.properties` file plus `users.yml` and
+    /// `mailapp-config.yml` when present.
+    pub fn load(dir: &Path) -> Result<Settings, ConfigError> {
+        let props = Properties::load_dir(dir).map_err(|e| ConfigError::Unreadable {
+            file: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut s = Settings::from_properties(&props, dir)?;
+        let users_path = dir.join("users.yml");
+        if users_path.exists() {
+            s.users = UsersFile::load(&users_path)?;
+        }
+        let mailapp_path = dir.join("mailapp-config.yml");
+        if mailapp_path.exists() {
+            s.mailapp = MailAppConfig::load(&mailapp_path)?;
+        }
+        Ok(s)
+    }
+
+    /// Resolves the property set; relative paths are taken relative to `dir`.
+    pub fn from_properties(p: &Properties, dir: &Path) -> Result<Settings, ConfigError> {
+        let mut s = Settings {
+            config_dir: dir.to_path_buf(),
+            ..Settings::default()
+        };
+        let r = Reader { p, dir };
+        s.http_listen = r
+            .parse("mock.http.listen", "a socket address like 127.0.0.1:8009")?
+            .unwrap_or(s.http_listen);
+        s.admin_listen = r
+            .parse("mock.admin.listen", "a socket address like 127.0.0.1:8010")?
+            .unwrap_or(s.admin_listen);
+        s.db = r.path("mock.db").unwrap_or(s.db);
+        s.apns_url = r.url("mock.apns.url")?;
+        s.fcm_url = r.url("mock.fcm.url")?.unwrap_or(s.fcm_url);
+        s.fcm_oauth_url = r.url("mock.fcm.oauth.url")?;
+        s.gcm_url = r.url("mock.gcm.url")?.unwrap_or(s.gcm_url);
+        s.tls_ca_file = r.existing_file("mock.tls.ca_file")?;
+        s.basic_login = r.string("com.openexchange.rest.services.basic-auth.login");
+        s.basic_password = r.string("com.openexchange.rest.services.basic-auth.password");
+        s.strict_ox = r.boolean("mock.strict_ox")?.unwrap_or(s.strict_ox);
+        s.queue_capacity = r
+            .positive("mock.queue.capacity")?
+            .unwrap_or(s.queue_capacity as u64) as usize;
+        s.push_concurrency = r
+            .positive("mock.push.concurrency")?
+            .unwrap_or(s.push_concurrency as u64) as usize;
+        s.push_timeout_ms = r
+            .positive("mock.push.timeout_ms")?
+            .unwrap_or(s.push_timeout_ms);
+        s.retry_max_attempts = r
+            .positive("mock.push.retry.max_attempts")?
+            .unwrap_or(s.retry_max_attempts as u64) as u32;
+        s.retry_base_ms = r
+            .positive("mock.push.retry.base_ms")?
+            .unwrap_or(s.retry_base_ms);
+        s.retry_max_age_ms = r
+            .positive("mock.push.retry.max_age_ms")?
+            .unwrap_or(s.retry_max_age_ms);
+        s.recordings_max = r
+            .positive("mock.recordings.max")?
+            .unwrap_or(s.recordings_max as u64) as usize;
+        s.apns_expiration_s = r
+            .parse("mock.apns.expiration_s", "a number of seconds")?
+            .unwrap_or(s.apns_expiration_s);
+        s.mobile_mail_app = r
+            .boolean("com.openexchange.capability.mobile_mail_app")?
+            .unwrap_or(s.mobile_mail_app);
+        if let Some(v) = p.get("com.openexchange.push.allowedClients") {
+            s.allowed_clients = parse_client_patterns(&v.value);
+        }
+        let apn = |k: &str| format!("{MOBILEPUSH}.apn.ios.{k}");
+        s.apns.enabled = r.boolean(&apn("enabled"))?.unwrap_or(false);
+        s.apns.keystore = r.path(&apn("keystore"));
+        s.apns.password = r.string(&apn("password"));
+        s.apns.production = r.boolean(&apn("production"))?.unwrap_or(true);
+        s.apns.private_key = r.path(&apn("privatekey"));
+        s.apns.key_id = r.string(&apn("keyid"));
+        s.apns.team_id = r.string(&apn("teamid"));
+        s.apns.topic = r.string(&apn("topic"));
+        s.apns.auth = match p.get(&apn("authtype")) {
+            None if s.apns.keystore.is_some() && s.apns.private_key.is_none() => {
+                ApnsAuth::Certificate
+            }
+            None => ApnsAuth::Jwt,
+            Some(v) => match v.value.trim() {
+                "jwt" => ApnsAuth::Jwt,
+                "certificate" => ApnsAuth::Certificate,
+                _ => return Err(r.invalid(&apn("authtype"), "\"jwt\" or \"certificate\"")),
+            },
+        };
+        if s.apns.enabled {
+            s.apns_check(&r)?;
+        }
+        let gcm = |k: &str| format!("{MOBILEPUSH}.gcm.{k}");
+        s.gcm.enabled = r.boolean(&gcm("enabled"))?.unwrap_or(false);
+        s.gcm.key = r.string(&gcm("key"));
+        s.gcm.service_account = r.existing_file(&gcm("serviceaccount"))?;
+        if s.gcm.enabled && s.gcm.key.is_none() && s.gcm.service_account.is_none() {
+            return Err(r.invalid(
+                &gcm("enabled"),
+                "gcm.serviceaccount or gcm.key to be set when gcm.enabled is true",
+            ));
+        }
+        Ok(s)
+    }
+
+    fn apns_check(&self, r: &Reader<'_>) -> Result<(), ConfigError> {
+        let apn = |k: &str| format!("{MOBILEPUSH}.apn.ios.{k}");
+        match self.apns.auth {
+            ApnsAuth::Jwt => {
+                r.existing_file(&apn("privatekey"))?.ok_or_else(|| {
+                    r.invalid(
+                        &apn("privatekey"),
+                        "the path of an APNs .p8 key when authtype is jwt",
+                    )
+                })?;
+                for k in ["keyid", "teamid"] {
+                    let v = r.string(&apn(k)).unwrap_or_default();
+                    if v.len() != 10 || !v.chars().all(|c| c.is_ascii_alphanumeric()) {
+                        return Err(r.invalid(&apn(k), "a 10-character Apple identifier"));
+                    }
+                }
+            }
+            ApnsAuth::Certificate => {
+                r.existing_file(&apn("keystore"))?.ok_or_else(|| {
+                    r.invalid(
+                        &apn("keystore"),
+                        "the path of a PKCS#12 file when authtype is certificate",
+                    )
+                })?;
+            }
+        }
+        if self.apns.topic.is_none() {
+            return Err(r.invalid(&apn("topic"), "the app's bundle id (the apns-topic header)"));
+        }
+        Ok(())
+    }
+}
+
+/// Parses OX's quoted, comma-separated wildcard list (`"USM-EAS*", "open-xchange-mailapp"`).
+pub fn parse_client_patterns(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().trim_matches('"').trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `*` matches any run of characters, `?` one character; everything else literally.
+pub fn wildcard_match(pattern: &str, s: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = s.chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+struct Reader<'a> {
+    p: &'a Properties,
+    dir: &'a Path,
+}
+
+impl Reader<'_> {
+    fn invalid(&self, key: &str, expected: &str) -> ConfigError {
+        let (file, value) = match self.p.get(key) {
+            Some(v) => (v.file.display().to_string(), v.value.clone()),
+            None => (self.dir.display().to_string(), String::new()),
+        };
+        ConfigError::Invalid {
+            file,
+            key: key.to_string(),
+            value,
+            expected: expected.to_string(),
+        }
+    }
+    fn string(&self, key: &str) -> Option<String> {
+        self.p.get(key).map(|v| v.value.trim().to_string())
+    }
+    fn parse<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        expected: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.string(key) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| self.invalid(key, expected)),
+        }
+    }
+    fn positive(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+        match self.parse::<u64>(key, "a positive integer")? {
+            Some(0) => Err(self.invalid(key, "a positive integer")),
+            v => Ok(v),
+        }
+    }
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.string(key).as_deref() {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(_) => Err(self.invalid(key, "true or false")),
+        }
+    }
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        self.string(key).map(|v| {
+            let p = PathBuf::from(v);
+            if p.is_absolute() {
+                p
+            } else {
+                self.dir.join(p)
+            }
+        })
+    }
+    fn existing_file(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
+        match self.path(key) {
+            Some(p) if !p.is_file() => {
+                Err(self.invalid(key, "the path of an existing readable file"))
+            }
+            other => Ok(other),
+        }
+    }
+    fn url(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.string(key) {
+            None => Ok(None),
+            Some(v) if (v.starts_with("https://") || v.starts_with("http://")) && v.len() > 8 => {
+                Ok(Some(v.trim_end_matches('/').to_string()))
+            }
+            Some(_) => Err(self.invalid(key, "an http:// or https:// URL")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(text: &str) -> Properties {
+        let mut p = Properties::default();
+        p.merge_text(text, Path::new("/etc/ox/mock.properties"));
+        p
+    }
+
+    #[test]
+    fn defaults_when_empty() {
+        let s = Settings::from_properties(&props(""), Path::new("/tmp")).unwrap();
+        assert_eq!(s.http_listen.to_string(), "127.0.0.1:8009");
+        assert_eq!(s.admin_listen.to_string(), "127.0.0.1:8010");
+        assert_eq!(s.apns_base(), "https://api.push.apple.com");
+        assert!(!s.mobile_mail_app);
+    }
+
+    #[test]
+    fn invalid_value_names_file_key_value_and_expectation() {
+        let err = Settings::from_properties(&props("mock.http.listen=nope\n"), Path::new("/tmp"))
+            .unwrap_err();
+        let line = err.to_string();
+        assert!(line.contains("/etc/ox/mock.properties"), "{line}");
+        assert!(line.contains("mock.http.listen"), "{line}");
+        assert!(line.contains("\"nope\""), "{line}");
+        assert!(line.contains("socket address"), "{line}");
+        let err = Settings::from_properties(&props("mock.queue.capacity=0\n"), Path::new("/tmp"))
+            .unwrap_err();
+        assert!(err.to_string().contains("positive integer"));
+        let err = Settings::from_properties(&props("mock.strict_ox=yes\n"), Path::new("/tmp"))
+            .unwrap_err();
+        assert!(err.to_string().contains("true or false"));
+        let err = Settings::from_properties(&props("mock.apns.url=ftp://x\n"), Path::new("/tmp"))
+            .unwrap_err();
+        assert!(err.to_string().contains("URL"));
+    }
+
+    #[test]
+    fn apns_enabled_requires_key_material() {
+        let text = "com.openxchange.mobilepush.events.apn.ios.enabled=true\n";
+        let err = Settings::from_properties(&props(text), Path::new("/tmp")).unwrap_err();
+        assert!(err.to_string().contains("privatekey"), "{err}");
+    }
+
+    #[test]
+    fn client_patterns_and_wildcards() {
+        let pats = parse_client_patterns(DEFAULT_ALLOWED_CLIENTS);
+        assert_eq!(pats.len(), 4);
+        assert!(wildcard_match(
+            "open-xchange-mobile-api-facade*",
+            "open-xchange-mobile-api-facade-ios"
+        ));
+        assert!(wildcard_match("USM-EAS*", "USM-EAS"));
+        assert!(!wildcard_match(
+            "open-xchange-mailapp",
+            "open-xchange-mailapp2"
+        ));
+        assert!(wildcard_match("a?c*", "abcdef"));
+        assert!(!wildcard_match("a?c", "ac"));
+    }
+}

@@ -1,0 +1,80 @@
+//! Admin listener handlers: the integration-testing surface.
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::State as S;
+use crate::recording::FaultSpec;
+
+/// `GET /mock/notifications`: every recorded notify request, in arrival order.
+pub async fn notifications(State(s): State<S>) -> Json<Value> {
+    Json(Value::Array(s.recorder.notifications()))
+}
+
+/// `GET /mock/pushes`: every push attempt result, in completion order.
+pub async fn pushes(State(s): State<S>) -> Json<Value> {
+    Json(Value::Array(s.recorder.pushes()))
+}
+
+/// `GET /mock/subscriptions`: the in-memory subscriptions.
+pub async fn subscriptions(State(s): State<S>) -> Json<Value> {
+    Json(json!(s
+        .subs
+        .all()
+        .iter()
+        .map(|x| x.as_ref().clone())
+        .collect::<Vec<_>>()))
+}
+
+/// `POST /mock/faults` with `{"status":503,"count":5,"delay_ms":0}`.
+pub async fn faults(State(s): State<S>, body: axum::body::Bytes) -> Response {
+    let spec: FaultSpec = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("The fault body is not {{\"status\", \"count\", \"delay_ms\"}}: {e}")})),
+            )
+                .into_response()
+        }
+    };
+    match s.faults.set(spec) {
+        Ok(()) => Json(json!({"success": true})).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
+    }
+}
+
+/// `DELETE /mock/recordings`: forget recordings and pending faults.
+pub async fn clear(State(s): State<S>) -> Json<Value> {
+    s.recorder.clear();
+    s.faults.clear();
+    Json(json!({"success": true}))
+}
+
+#[derive(serde::Deserialize)]
+pub struct LatencyQuery {
+    #[serde(default)]
+    reset: bool,
+}
+
+/// `GET /mock/latency[?reset=true]`: p50/p99 of notification→acknowledged latency.
+pub async fn latency(State(s): State<S>, Query(q): Query<LatencyQuery>) -> Json<Value> {
+    let (count, p50, p99) = s.metrics.latency_summary(q.reset);
+    Json(json!({"count": count, "p50_ms": p50, "p99_ms": p99}))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(s): State<S>) -> Response {
+    s.metrics.subscriptions.set(s.subs.len() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}

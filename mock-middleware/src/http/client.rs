@@ -1,0 +1,203 @@
+//! Client API: `login` (login/logout) and `capabilities`, with the mail-app host gate.
+//!
+//! Login checks `users.yml` in this issue; the follow-up switches it to IMAP against Dovecot.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::envelope::{data, OxError};
+use super::State as S;
+use crate::config::wildcard_match;
+
+/// Clients that count as the mail app for the `mailapp-config.yml` gate.
+pub fn is_mail_app(client: &str) -> bool {
+    client == "open-xchange-mailapp" || wildcard_match("open-xchange-mobile-api-facade*", client)
+}
+
+fn host(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Parameters from the query string and, for form posts, the body.
+fn params(
+    query: HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> HashMap<String, String> {
+    let mut p = query;
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        if let Ok(form) = serde_urlencoded_pairs(body) {
+            for (k, v) in form {
+                p.entry(k).or_insert(v);
+            }
+        }
+    }
+    p
+}
+
+fn serde_urlencoded_pairs(body: &[u8]) -> Result<Vec<(String, String)>, ()> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
+        &format!("/?{}", String::from_utf8_lossy(body))
+            .parse()
+            .map_err(|_| ())?,
+    )
+    .map(|q| q.0)
+    .map_err(|_| ())
+}
+
+/// Merged request parameters (query + urlencoded body).
+pub fn request_params(
+    query: HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> HashMap<String, String> {
+    params(query, headers, body)
+}
+
+/// `/ajax/login?action=login|logout`.
+pub async fn login(
+    State(s): State<S>,
+    method: Method,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let p = params(q, &headers, &body);
+    match p.get("action").map(String::as_str) {
+        None => OxError::missing_param("action").into_response(),
+        Some("login") if method == Method::POST => do_login(&s, &p, &headers),
+        Some("login") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            Json(json!({"error": "action=login must be sent as POST."})),
+        )
+            .into_response(),
+        Some("logout") => match s
+            .sessions
+            .check(p.get("session").map(String::as_str), &headers)
+        {
+            Ok(sess) => {
+                s.sessions.remove(&sess.id);
+                StatusCode::OK.into_response()
+            }
+            Err(e) => e.into_response(),
+        },
+        Some(other) => OxError::unknown_action(other, "login").into_response(),
+    }
+}
+
+fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Response {
+    let Some(name) = p.get("name") else {
+        return OxError::missing_param("name").into_response();
+    };
+    let Some(password) = p.get("password") else {
+        return OxError::missing_param("password").into_response();
+    };
+    let client = p
+        .get("client")
+        .cloned()
+        .unwrap_or_else(|| "open-xchange-appsuite".into());
+    if is_mail_app(&client) {
+        let d = s.settings.mailapp.decide(&host(headers));
+        if !d.enabled {
+            let block = d.block.unwrap_or_default();
+            return OxError::refused(
+                "MOCK-0001",
+                format!("Mail app logins are disabled for this host by mailapp-config.yml block \"{block}\" (mail_app_enabled: false)."),
+            )
+            .into_response();
+        }
+    }
+    let user = s.settings.users.find(name).filter(|u| {
+        use subtle::ConstantTimeEq;
+        bool::from(u.password.as_bytes().ct_eq(password.as_bytes()))
+    });
+    let Some(user) = user else {
+        return OxError::new(
+            "LGI-0006",
+            super::envelope::Category::UserInput,
+            "The user name or password is incorrect.",
+        )
+        .into_response();
+    };
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let sess = s
+        .sessions
+        .create(&user.login, user.user_id, user.context_id, &client, ua);
+    let body = json!({
+        "session": sess.id,
+        "user": user.login,
+        "user_id": user.user_id,
+        "context_id": user.context_id,
+        "locale": "en_US",
+    });
+    let mut r = (StatusCode::OK, Json(body)).into_response();
+    let cookies = [
+        format!(
+            "open-xchange-secret-{}={}; Path=/; HttpOnly",
+            sess.hash, sess.secret
+        ),
+        format!(
+            "open-xchange-session-{}={}; Path=/; HttpOnly",
+            sess.hash, sess.id
+        ),
+        format!(
+            "open-xchange-public-session-{}={}; Path=/",
+            sess.hash, sess.hash
+        ),
+        format!("JSESSIONID={}.mock; Path=/; HttpOnly", sess.hash),
+    ];
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+/// `/ajax/capabilities?action=all`.
+pub async fn capabilities(
+    State(s): State<S>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match q.get("action").map(String::as_str) {
+        None => return OxError::missing_param("action").into_response(),
+        Some("all") => {}
+        Some(other) => return OxError::unknown_action(other, "capabilities").into_response(),
+    }
+    let sess = match s
+        .sessions
+        .check(q.get("session").map(String::as_str), &headers)
+    {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let mut caps = vec!["webmail", "push", "mobile"];
+    if s.settings
+        .users
+        .mobile_mail_app(sess.context_id, sess.user_id, s.settings.mobile_mail_app)
+    {
+        caps.push("mobile_mail_app");
+    }
+    data(json!(caps
+        .iter()
+        .map(|c| json!({"id": c, "attributes": {}}))
+        .collect::<Vec<_>>()))
+}

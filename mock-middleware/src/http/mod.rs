@@ -1,0 +1,73 @@
+//! HTTP listeners: the public one (client API and `/preliminary`) and the admin one.
+//!
+//! Both are axum routers over one shared [`AppState`]. The follow-up issue's endpoints
+//! (`/config/providers`, ...) slot in as further modules here.
+
+pub mod admin;
+pub mod client;
+pub mod envelope;
+pub mod notify;
+pub mod session;
+pub mod subscribe;
+
+use std::sync::Arc;
+
+use axum::routing::{get, put};
+use axum::Router;
+use tokio::sync::mpsc;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::push::PushJob;
+use crate::recording::{Faults, Recorder};
+use crate::store::Subscriptions;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub subs: Subscriptions,
+    pub sessions: session::Sessions,
+    pub recorder: Arc<Recorder>,
+    pub faults: Faults,
+    pub metrics: Arc<Metrics>,
+    pub queue: mpsc::Sender<PushJob>,
+}
+
+pub type State = Arc<AppState>;
+
+/// The public router: `/preliminary/http-notify/v1/notify` plus the client API under `/ajax`
+/// and `/appsuite/api`.
+pub fn public_router(state: State) -> Router {
+    let api = Router::new()
+        .route("/login", get(client::login).post(client::login))
+        .route("/capabilities", get(client::capabilities))
+        .route(
+            "/mobilenotifier",
+            get(subscribe::mobilenotifier)
+                .post(subscribe::mobilenotifier)
+                .put(subscribe::mobilenotifier),
+        )
+        .route("/pns", put(subscribe::pns).post(subscribe::pns));
+    Router::new()
+        .route(
+            "/preliminary/http-notify/v1/notify",
+            put(notify::notify).fallback(notify::wrong_method),
+        )
+        .nest("/ajax", api.clone())
+        .nest("/appsuite/api", api)
+        .fallback(|uri: axum::http::Uri| async move { envelope::grizzly_not_found(uri.path()) })
+        .with_state(state)
+}
+
+/// The admin router: recordings, faults, metrics.
+pub fn admin_router(state: State) -> Router {
+    Router::new()
+        .route("/mock/notifications", get(admin::notifications))
+        .route("/mock/pushes", get(admin::pushes))
+        .route("/mock/faults", axum::routing::post(admin::faults))
+        .route("/mock/recordings", axum::routing::delete(admin::clear))
+        .route("/mock/subscriptions", get(admin::subscriptions))
+        .route("/mock/latency", get(admin::latency))
+        .route("/metrics", get(admin::metrics))
+        .with_state(state)
+}

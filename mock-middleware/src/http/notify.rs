@@ -1,0 +1,341 @@
+//! `PUT /preliminary/http-notify/v1/notify`: Dovecot's `ox` driver talks to this.
+//!
+//! Processing follows OX's `DovecotPushRESTService` step by step (see the spec §1); where OX
+//! answers an error with an empty body, the mock answers the same status with a JSON body that
+//! says what is wrong. Accepted new-mail notifications are queued for the push pipeline without
+//! waiting for any provider; a full queue answers 503 with `Retry-After`.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use http_body_util::BodyExt;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::State as S;
+use crate::event::MailEvent;
+use crate::push::PushJob;
+use crate::store::now_ms;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Answers anything but PUT with 405 and `Allow: PUT`.
+pub async fn wrong_method(method: Method) -> Response {
+    let mut r = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": format!("Method {method} is not allowed here; use PUT.")})),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("PUT"));
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn success() -> Response {
+    (StatusCode::OK, Json(json!({"success": true}))).into_response()
+}
+
+/// Constant-time check of the Basic credentials against the configured login and password.
+pub fn basic_auth_ok(headers: &HeaderMap, login: Option<&str>, password: Option<&str>) -> bool {
+    let (Some(login), Some(password)) = (login, password) else {
+        return false;
+    };
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(b64) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        return false;
+    };
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+        return false;
+    };
+    let Some(colon) = raw.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    // Hash both sides so that the comparison time does not depend on lengths either.
+    let h = |b: &[u8]| Sha256::digest(b);
+    let user_ok = h(&raw[..colon]).ct_eq(&h(login.as_bytes()));
+    let pass_ok = h(&raw[colon + 1..]).ct_eq(&h(password.as_bytes()));
+    bool::from(user_ok & pass_ok)
+}
+
+fn unauthorized() -> Response {
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "Missing or wrong HTTP Basic credentials.",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"OX REST\", encoding=\"UTF-8\""),
+    );
+    r
+}
+
+/// Headers as recorded: secrets redacted.
+fn recorded_headers(headers: &HeaderMap) -> Value {
+    let mut m = Map::new();
+    for (k, v) in headers {
+        let v = if k == header::AUTHORIZATION || k == header::COOKIE {
+            "<redacted>".to_string()
+        } else {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        };
+        m.insert(k.as_str().to_string(), Value::String(v));
+    }
+    Value::Object(m)
+}
+
+/// The notify handler.
+pub async fn notify(State(s): State<S>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let seq = s.recorder.next_seq();
+    let mut rec = json!({
+        "seq": seq,
+        "received_ms": now_ms(),
+        "method": "PUT",
+        "path": "/preliminary/http-notify/v1/notify",
+        "headers": recorded_headers(&headers),
+    });
+    let (result, response) = handle(&s, &headers, body, seq, &mut rec).await;
+    rec["status"] = json!(response.status().as_u16());
+    rec["result"] = json!(result);
+    s.recorder.record_notification(rec);
+    s.metrics.notification(result);
+    s.metrics
+        .notify_seconds
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn handle(
+    s: &S,
+    headers: &HeaderMap,
+    body: Body,
+    seq: u64,
+    rec: &mut Value,
+) -> (&'static str, Response) {
+    if let Some(fault) = s.faults.take() {
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+        }
+        if let Some(status) = fault.status {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut r = error(status, "Injected fault (POST /mock/faults).");
+            if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS
+            {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            return ("fault", r);
+        }
+    }
+    let st = &s.settings;
+    if !basic_auth_ok(
+        headers,
+        st.basic_login.as_deref(),
+        st.basic_password.as_deref(),
+    ) {
+        return ("unauthorized", unauthorized());
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return (
+            "too_large",
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The request body is larger than 64 KiB.",
+            ),
+        );
+    }
+    let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return (
+                "too_large",
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The request body is larger than 64 KiB.",
+                ),
+            )
+        }
+        Err(_) => {
+            return (
+                "bad_request",
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "The request body could not be read.",
+                ),
+            )
+        }
+    };
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return (
+            "missing_body",
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Missing request body (OX SVL-0023).",
+            ),
+        );
+    }
+    let parsed: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            rec["body"] = json!(String::from_utf8_lossy(&bytes));
+            return (
+                "malformed",
+                error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("The body is not valid JSON: {e}."),
+                ),
+            );
+        }
+    };
+    rec["body"] = parsed.clone();
+    let Some(obj) = parsed.as_object() else {
+        return (
+            "json_error",
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The body must be a JSON object (OX SVL-0009).",
+            ),
+        );
+    };
+    if obj.get("event").and_then(Value::as_str) != Some("messageNew") {
+        return ("ignored_event", success());
+    }
+    let Some((user_id, context_id)) = obj.get("user").and_then(Value::as_str).and_then(parse_user)
+    else {
+        rec["note"] = json!("user is not <userId>@<contextId>; OX ignores such notifications");
+        return ("ignored_user", success());
+    };
+    let Some(folder) = obj.get("folder").and_then(Value::as_str) else {
+        return (
+            "missing_field",
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Missing the field \"folder\" (OX SVL-0009).",
+            ),
+        );
+    };
+    let Some(uid) = obj.get("imap-uid").and_then(as_long) else {
+        return (
+            "missing_field",
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Missing or non-integer field \"imap-uid\" (OX SVL-0009).",
+            ),
+        );
+    };
+    let count = |k: &str| obj.get(k).and_then(as_long);
+    let unread = match (count("unread"), s.settings.strict_ox) {
+        (Some(n), _) => n,
+        (None, false) => count("unseen").unwrap_or(-1),
+        (None, true) => -1,
+    };
+    let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
+    let event = MailEvent::new(
+        context_id,
+        user_id,
+        folder.to_string(),
+        uid,
+        text("from"),
+        text("subject"),
+        unread,
+    );
+    rec["event"] = event.ox_properties();
+    let subs: Vec<_> = s
+        .subs
+        .for_user(context_id, user_id)
+        .into_iter()
+        .filter(|x| x.matches_topic("ox:mail:new"))
+        .collect();
+    if subs.is_empty() {
+        return ("no_subscription", success());
+    }
+    let job = PushJob {
+        seq,
+        received: Instant::now(),
+        event,
+        subs,
+    };
+    match s.queue.try_send(job) {
+        Ok(()) => {
+            s.metrics.queue_depth.inc();
+            ("accepted", success())
+        }
+        Err(_) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The push queue is full; retry later.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            ("queue_full", r)
+        }
+    }
+}
+
+/// `<userId>@<contextId>`, split at the first `@`, both integers.
+pub fn parse_user(u: &str) -> Option<(i32, i32)> {
+    let (uid, cid) = u.split_once('@')?;
+    Some((uid.parse().ok()?, cid.parse().ok()?))
+}
+
+fn as_long(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_parsing_like_ox() {
+        assert_eq!(parse_user("3@1"), Some((3, 1)));
+        assert_eq!(parse_user("3@1@x"), None);
+        assert_eq!(parse_user("@1"), None);
+        assert_eq!(parse_user("alice"), None);
+        assert_eq!(parse_user(""), None);
+    }
+
+    #[test]
+    fn basic_auth_compares_both_parts() {
+        let mut h = HeaderMap::new();
+        let enc = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        h.insert(header::AUTHORIZATION, enc("ox:secret").parse().unwrap());
+        assert!(basic_auth_ok(&h, Some("ox"), Some("secret")));
+        assert!(!basic_auth_ok(&h, Some("ox"), Some("secreT")));
+        assert!(!basic_auth_ok(&h, None, None));
+        h.insert(header::AUTHORIZATION, enc("oxsecret").parse().unwrap());
+        assert!(!basic_auth_ok(&h, Some("ox"), Some("secret")));
+    }
+}

@@ -1,0 +1,361 @@
+//! Subscribe APIs: legacy `mobilenotifier` (OX Mail v1) and `pns` (7.8.3+), with gating.
+//!
+//! Gating, in order: the session's client must match `com.openexchange.push.allowedClients`;
+//! a mail-app client must be enabled for the request host by `mailapp-config.yml`; the user must
+//! have `com.openexchange.capability.mobile_mail_app` (user → context → server cascade).
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::client::{is_mail_app, request_params};
+use super::envelope::{data, OxError};
+use super::session::Session;
+use super::State as S;
+use crate::config::wildcard_match;
+use crate::store::{now_ms, SubKey, Subscription};
+
+/// Transports accepted at subscribe time (`apns` is OX's alias of `apn`).
+pub const TRANSPORTS: &[&str] = &["apn", "apns", "apns_http2", "gcm"];
+
+/// OX's topic syntax: `*`, or `[A-Za-z0-9_-]` segments joined by single `:`, optional `:*`.
+pub fn valid_topic(t: &str) -> bool {
+    if t == "*" {
+        return true;
+    }
+    let body = t.strip_suffix(":*").unwrap_or(t);
+    !body.is_empty()
+        && body.split(':').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+}
+
+/// Applies the three gates for a subscription by `session` for `client`.
+fn gate(s: &S, sess: &Session, client: &str, headers: &HeaderMap) -> Result<(), OxError> {
+    let allowed = &s.settings.allowed_clients;
+    if !allowed.is_empty() && !allowed.iter().any(|p| wildcard_match(p, client)) {
+        return Err(OxError::refused(
+            "MOCK-0003",
+            format!("Client \"{client}\" may not receive push: it matches no pattern of com.openexchange.push.allowedClients."),
+        ));
+    }
+    if is_mail_app(client) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let d = s.settings.mailapp.decide(host);
+        if !d.enabled {
+            return Err(OxError::refused(
+                "MOCK-0001",
+                format!(
+                    "Mail app subscriptions are disabled for this host by mailapp-config.yml block \"{}\" (mail_app_enabled: false).",
+                    d.block.unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    if !s
+        .settings
+        .users
+        .mobile_mail_app(sess.context_id, sess.user_id, s.settings.mobile_mail_app)
+    {
+        return Err(OxError::refused(
+            "MOCK-0002",
+            format!(
+                "User {} in context {} lacks the capability com.openexchange.capability.mobile_mail_app.",
+                sess.user_id, sess.context_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn store_failed(e: crate::store::StoreError) -> Response {
+    tracing::error!(error = %e, "subscription store failed");
+    OxError::new(
+        "MOCK-0500",
+        super::envelope::Category::Error,
+        "The subscription could not be stored.",
+    )
+    .into_response()
+}
+
+/// `/ajax/mobilenotifier?action=subscribe|unsubscribe|updateToken` (plain parameters).
+pub async fn mobilenotifier(
+    State(s): State<S>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let p = request_params(q, &headers, &body);
+    let action = match p.get("action") {
+        None => return OxError::missing_param("action").into_response(),
+        Some(a) if ["subscribe", "unsubscribe", "updateToken"].contains(&a.as_str()) => a.clone(),
+        Some(a) => return OxError::unknown_action(a, "mobilenotifier").into_response(),
+    };
+    let sess = match s
+        .sessions
+        .check(p.get("session").map(String::as_str), &headers)
+    {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let need = |k: &str| {
+        p.get(k)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or_else(|| OxError::missing_param(k))
+    };
+    let result = (|| {
+        let token = need("token")?;
+        let service = need("serviceId")?;
+        let transport = match service.as_str() {
+            "apn" | "apn.macos" => "apn",
+            "gcm" => "gcm",
+            _ => {
+                return Err(OxError::invalid_param(
+                    "serviceId",
+                    "expected apn, apn.macos or gcm",
+                ))
+            }
+        };
+        let provider = if action == "updateToken" {
+            None
+        } else {
+            Some(need("providerId")?)
+        };
+        if let Some(pv) = &provider {
+            if !["mail", "appointment", "tasks", "reminder", "drive"].contains(&pv.as_str()) {
+                return Err(OxError::invalid_param(
+                    "providerId",
+                    "expected mail, appointment, tasks, reminder or drive",
+                ));
+            }
+        }
+        let new_token = if action == "updateToken" {
+            Some(need("newToken")?)
+        } else {
+            None
+        };
+        Ok((token, transport.to_string(), provider, new_token))
+    })();
+    let (token, transport, provider, new_token) = match result {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let outcome = match action.as_str() {
+        "subscribe" => {
+            if let Err(e) = gate(&s, &sess, &sess.client, &headers) {
+                return e.into_response();
+            }
+            let topic = match provider.as_deref() {
+                Some("mail") => "ox:mail:new".to_string(),
+                Some(other) => format!("ox:{other}"),
+                None => unreachable!("subscribe always has a provider"),
+            };
+            s.subs
+                .put(Subscription {
+                    context_id: sess.context_id,
+                    user_id: sess.user_id,
+                    client: sess.client.clone(),
+                    transport,
+                    token,
+                    topics: vec![topic],
+                    created: now_ms(),
+                })
+                .await
+        }
+        "unsubscribe" => s
+            .subs
+            .remove_token(sess.context_id, transport, token)
+            .await
+            .map(|_| ()),
+        _ => s
+            .subs
+            .replace_token(
+                transport,
+                token,
+                new_token.unwrap_or_default(),
+                Some(sess.context_id),
+            )
+            .await
+            .map(|_| ()),
+    };
+    match outcome {
+        Ok(()) => data(json!({})),
+        Err(e) => store_failed(e),
+    }
+}
+
+/// `PUT /ajax/pns?action=subscribe|unsubscribe` with a JSON body.
+pub async fn pns(
+    State(s): State<S>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let action = match q.get("action").map(String::as_str) {
+        None => return OxError::missing_param("action").into_response(),
+        Some(a @ ("subscribe" | "unsubscribe")) => a.to_string(),
+        Some(a) => return OxError::unknown_action(a, "pns").into_response(),
+    };
+    let sess = match s
+        .sessions
+        .check(q.get("session").map(String::as_str), &headers)
+    {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    match pns_inner(&s, &sess, &action, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn pns_inner(
+    s: &S,
+    sess: &Session,
+    action: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OxError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(OxError::missing_body());
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| OxError::json(&e.to_string()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| OxError::json("the body is not a JSON object"))?;
+    let string = |k: &str| -> Result<Option<String>, OxError> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(x)) => Ok(Some(x.clone())),
+            Some(_) => Err(OxError::invalid_param(k, "expected a string")),
+        }
+    };
+    let client = match string("client")? {
+        Some(c) if c != sess.client => {
+            return Err(OxError::invalid_param(
+                "client",
+                "differs from the session's client",
+            ))
+        }
+        Some(c) => c,
+        None => sess.client.clone(),
+    };
+    if client.is_empty() {
+        return Err(OxError::missing_field("client"));
+    }
+    let token = string("token")?
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OxError::missing_field("token"))?;
+    let transport = string("transport")?.ok_or_else(|| OxError::missing_field("transport"))?;
+    if !TRANSPORTS.contains(&transport.as_str()) {
+        return Err(OxError::invalid_param(
+            "transport",
+            "expected apn, apns, apns_http2 or gcm",
+        ));
+    }
+    if action == "unsubscribe" {
+        let key = SubKey {
+            context_id: sess.context_id,
+            user_id: sess.user_id,
+            client,
+            transport,
+            token,
+        };
+        s.subs.remove(key).await.map_err(|e| {
+            tracing::error!(error = %e, "subscription store failed");
+            OxError::new(
+                "MOCK-0500",
+                super::envelope::Category::Error,
+                "The subscription could not be removed.",
+            )
+        })?;
+        return Ok(data(json!({"success": true})));
+    }
+    let topics = match obj.get("topics") {
+        None | Some(Value::Null) => return Err(OxError::missing_field("topics")),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|t| {
+                t.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| OxError::invalid_param("topics", "expected strings"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => {
+            return Err(OxError::invalid_param(
+                "topics",
+                "expected an array of strings",
+            ))
+        }
+    };
+    if topics.is_empty() {
+        return Err(OxError::missing_field("topics"));
+    }
+    if let Some(bad) = topics.iter().find(|t| !valid_topic(t)) {
+        return Err(OxError::invalid_param(
+            "topics",
+            &format!("INVALID_TOPIC: \"{bad}\" is not a valid topic"),
+        ));
+    }
+    gate(s, sess, &client, headers)?;
+    s.subs
+        .put(Subscription {
+            context_id: sess.context_id,
+            user_id: sess.user_id,
+            client,
+            transport,
+            token,
+            topics,
+            created: now_ms(),
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "subscription store failed");
+            OxError::new(
+                "MOCK-0500",
+                super::envelope::Category::Error,
+                "The subscription could not be stored.",
+            )
+        })?;
+    Ok(data(json!({"success": true})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_topic;
+
+    #[test]
+    fn topic_syntax_like_ox() {
+        for ok in [
+            "*",
+            "ox:mail:new",
+            "ox:mail:*",
+            "a_b-c",
+            "ox:calendar:updates",
+        ] {
+            assert!(valid_topic(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ":ox",
+            "ox:",
+            "ox::mail",
+            "ox:*:new",
+            "ox mail",
+            "*:x",
+            "ox:mail:new*",
+        ] {
+            assert!(!valid_topic(bad), "{bad}");
+        }
+    }
+}

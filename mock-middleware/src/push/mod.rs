@@ -1,0 +1,298 @@
+//! The push pipeline: a bounded queue of accepted notifications, fanned out to subscriptions.
+//!
+//! The notify handler only enqueues. One dispatcher task takes jobs off the queue and starts a
+//! task per subscription, limited by a semaphore (`mock.push.concurrency`), so a slow provider
+//! backs the queue up (and the notify endpoint answers 503) instead of growing memory. Each push
+//! is retried with backoff honouring `Retry-After`, bounded in attempts and age; dead tokens
+//! delete the subscription, canonical ids replace it.
+
+pub mod apns;
+pub mod fcm;
+pub mod gcm;
+pub mod payload;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::config::{wildcard_match, Settings};
+use crate::event::MailEvent;
+use crate::metrics::Metrics;
+use crate::recording::Recorder;
+use crate::store::{now_ms, SubKey, Subscription, Subscriptions};
+use payload::{BuildError, Kind, Message};
+
+/// One accepted notification and the subscriptions it goes to.
+pub struct PushJob {
+    pub seq: u64,
+    pub received: Instant,
+    pub event: MailEvent,
+    pub subs: Vec<Arc<Subscription>>,
+}
+
+/// What to do after one provider answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Delivered, and the provider named a canonical token to use from now on.
+    Replace(String),
+    DropToken,
+    DropMessage,
+    Credential,
+    Retry(Option<Duration>),
+}
+
+/// One provider answer, for recording.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub reason: String,
+    pub url: String,
+    pub request: Value,
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A push provider seam: APNs, FCM v1 or legacy GCM (or a test double).
+pub trait Provider: Send + Sync {
+    /// Short name for metrics and recordings (`apns`, `fcm`, `gcm`).
+    fn name(&self) -> &'static str;
+    /// Which payload format this provider takes.
+    fn kind(&self) -> Kind;
+    /// Sends one message to one token and classifies the answer.
+    fn send<'a>(&'a self, token: &'a str, msg: &'a Message) -> BoxFuture<'a, Attempt>;
+}
+
+/// The configured providers.
+#[derive(Clone, Default)]
+pub struct Providers {
+    pub apns: Option<Arc<dyn Provider>>,
+    /// FCM v1 when a service account is configured, else legacy GCM when a key is.
+    pub gcm: Option<Arc<dyn Provider>>,
+}
+
+/// Parses `Retry-After` seconds (HTTP dates are not honoured; the backoff applies then).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Delay before retry number `attempt` (1-based): `Retry-After` if given, else exponential
+/// backoff from `base` with up to 50 % jitter.
+pub fn backoff(attempt: u32, base: Duration, retry_after: Option<Duration>) -> Duration {
+    if let Some(d) = retry_after {
+        return d;
+    }
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let jitter = exp.mul_f64(rand::random::<f64>() * 0.5);
+    exp + jitter
+}
+
+struct Ctx {
+    providers: Providers,
+    subs: Subscriptions,
+    recorder: Arc<Recorder>,
+    metrics: Arc<Metrics>,
+    allowed: Vec<String>,
+    max_attempts: u32,
+    base: Duration,
+    max_age: Duration,
+}
+
+/// Starts the dispatcher; returns the queue's sending half.
+pub fn start(
+    settings: &Settings,
+    providers: Providers,
+    subs: Subscriptions,
+    recorder: Arc<Recorder>,
+    metrics: Arc<Metrics>,
+) -> mpsc::Sender<PushJob> {
+    let (tx, rx) = mpsc::channel(settings.queue_capacity);
+    let ctx = Arc::new(Ctx {
+        providers,
+        subs,
+        recorder,
+        metrics,
+        allowed: settings.allowed_clients.clone(),
+        max_attempts: settings.retry_max_attempts,
+        base: Duration::from_millis(settings.retry_base_ms),
+        max_age: Duration::from_millis(settings.retry_max_age_ms),
+    });
+    tokio::spawn(dispatch(
+        rx,
+        ctx,
+        Arc::new(Semaphore::new(settings.push_concurrency)),
+    ));
+    tx
+}
+
+async fn dispatch(mut rx: mpsc::Receiver<PushJob>, ctx: Arc<Ctx>, sem: Arc<Semaphore>) {
+    while let Some(job) = rx.recv().await {
+        ctx.metrics.queue_depth.dec();
+        let job = Arc::new(job);
+        for sub in job.subs.clone() {
+            let Ok(permit) = sem.clone().acquire_owned().await else {
+                return;
+            };
+            let (ctx, job) = (ctx.clone(), job.clone());
+            tokio::spawn(async move {
+                push_one(&ctx, &job, &sub).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Delivered => "delivered",
+        Outcome::Replace(_) => "token_replaced",
+        Outcome::DropToken => "token_removed",
+        Outcome::DropMessage => "message_dropped",
+        Outcome::Credential => "credential_error",
+        Outcome::Retry(_) => "retries_exhausted",
+    }
+}
+
+async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
+    let transport_label = match sub.transport.as_str() {
+        "gcm" => "gcm",
+        _ => "apns",
+    };
+    let mut rec = json!({
+        "seq": ctx.recorder.next_seq(),
+        "notification_seq": job.seq,
+        "context_id": sub.context_id,
+        "user_id": sub.user_id,
+        "client": sub.client,
+        "transport": sub.transport,
+        "token": sub.token,
+    });
+    let finish = |rec: &mut Value, provider: &str, outcome: &str| {
+        rec["provider"] = json!(provider);
+        rec["outcome"] = json!(outcome);
+        rec["finished_ms"] = json!(now_ms());
+        ctx.metrics.push(provider, outcome);
+    };
+    if !ctx.allowed.is_empty() && !ctx.allowed.iter().any(|p| wildcard_match(p, &sub.client)) {
+        finish(&mut rec, transport_label, "client_not_allowed");
+        return ctx.recorder.record_push(rec);
+    }
+    let provider = if transport_label == "gcm" {
+        &ctx.providers.gcm
+    } else {
+        &ctx.providers.apns
+    };
+    let Some(provider) = provider else {
+        finish(&mut rec, transport_label, "transport_disabled");
+        return ctx.recorder.record_push(rec);
+    };
+    let msg = match payload::build(&sub.client, provider.kind(), &job.event) {
+        Ok(m) => m,
+        Err(BuildError::NoGenerator) => {
+            finish(&mut rec, provider.name(), "no_generator");
+            return ctx.recorder.record_push(rec);
+        }
+        Err(BuildError::TooLarge(n)) => {
+            rec["reason"] = json!(format!("payload of {n} bytes cannot be cut to 4096"));
+            finish(&mut rec, provider.name(), "payload_too_large");
+            return ctx.recorder.record_push(rec);
+        }
+    };
+    let started = Instant::now();
+    let mut attempts = 0u32;
+    let mut history = Vec::new();
+    let last = loop {
+        attempts += 1;
+        let a = provider.send(&sub.token, &msg).await;
+        history.push(json!({"status": a.status, "reason": a.reason}));
+        let Outcome::Retry(after) = a.outcome else {
+            break a;
+        };
+        let delay = backoff(attempts, ctx.base, after);
+        if attempts >= ctx.max_attempts || started.elapsed() + delay > ctx.max_age {
+            break a;
+        }
+        tokio::time::sleep(delay).await;
+    };
+    let name = outcome_name(&last.outcome);
+    match &last.outcome {
+        Outcome::Delivered | Outcome::Replace(_) => {
+            ctx.metrics
+                .ack_latency(provider.name(), job.received.elapsed().as_secs_f64());
+        }
+        _ => {}
+    }
+    match &last.outcome {
+        Outcome::DropToken => {
+            if let Err(e) = ctx.subs.remove(SubKey::from(sub)).await {
+                tracing::error!(error = %e, "could not remove a dead subscription");
+            }
+        }
+        Outcome::Replace(new) => {
+            rec["new_token"] = json!(new);
+            if let Err(e) = ctx
+                .subs
+                .replace_token(sub.transport.clone(), sub.token.clone(), new.clone(), None)
+                .await
+            {
+                tracing::error!(error = %e, "could not replace a token");
+            }
+        }
+        Outcome::Credential => {
+            tracing::warn!(provider = provider.name(), reason = %last.reason, "provider refused our credentials");
+        }
+        _ => {}
+    }
+    rec["status"] = json!(last.status);
+    rec["reason"] = json!(last.reason);
+    rec["url"] = json!(last.url);
+    rec["request"] = last.request;
+    rec["attempts"] = json!(attempts);
+    rec["history"] = json!(history);
+    rec["latency_ms"] = json!(job.received.elapsed().as_secs_f64() * 1000.0);
+    finish(&mut rec, provider.name(), name);
+    ctx.recorder.record_push(rec);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_honours_retry_after_and_grows() {
+        let base = Duration::from_millis(100);
+        assert_eq!(
+            backoff(3, base, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        for attempt in 1..5u32 {
+            let d = backoff(attempt, base, None);
+            let lo = base * (1 << (attempt - 1));
+            assert!(d >= lo && d <= lo.mul_f64(1.5), "{attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_only() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+}

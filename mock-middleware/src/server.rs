@@ -1,0 +1,180 @@
+//! Wiring: builds the store, providers, pipeline and both listeners from [`Settings`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{ApnsAuth, Settings};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::push::{self, apns, fcm, gcm, Providers};
+use crate::recording::{Faults, Recorder};
+use crate::store::{SqliteStore, Subscriptions};
+use crate::tls;
+
+/// A startup failure; the message names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("APNs: {0}.")]
+    Apns(String),
+    #[error("FCM: {0}.")]
+    Fcm(String),
+    #[error("Cannot listen on {0}: {1}.")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// A running instance; dropping it does not stop it, call [`Running::shutdown`].
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: http::State,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops both listeners and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Builds the providers that the settings enable.
+pub fn providers(s: &Settings) -> Result<Providers, StartError> {
+    let timeout = Duration::from_millis(s.push_timeout_ms);
+    let mut p = Providers::default();
+    if s.apns.enabled {
+        let topic = s.apns.topic.clone().unwrap_or_default();
+        let (client, jwt) = match s.apns.auth {
+            ApnsAuth::Jwt => {
+                let path = s.apns.private_key.clone().unwrap_or_default();
+                let pem = std::fs::read(&path)
+                    .map_err(|e| StartError::Apns(format!("{}: {e}", path.display())))?;
+                let signer = apns::JwtSigner::new(
+                    &pem,
+                    s.apns.key_id.as_deref().unwrap_or(""),
+                    s.apns.team_id.as_deref().unwrap_or(""),
+                )
+                .map_err(|e| {
+                    StartError::Apns(format!("{} is not a P-256 .p8 key: {e}", path.display()))
+                })?;
+                (
+                    tls::http_client(s.tls_ca_file.as_deref(), None, timeout)?,
+                    Some(signer),
+                )
+            }
+            ApnsAuth::Certificate => {
+                let path = s.apns.keystore.clone().unwrap_or_default();
+                let pem = tls::pkcs12_to_pem(&path, s.apns.password.as_deref().unwrap_or(""))?;
+                (
+                    tls::http_client(s.tls_ca_file.as_deref(), Some(&pem), timeout)?,
+                    None,
+                )
+            }
+        };
+        p.apns = Some(Arc::new(apns::Apns {
+            client,
+            base: s.apns_base(),
+            topic,
+            expiration_s: s.apns_expiration_s,
+            jwt,
+        }));
+    }
+    if s.gcm.enabled {
+        let client = tls::http_client(s.tls_ca_file.as_deref(), None, timeout)?;
+        if let Some(path) = &s.gcm.service_account {
+            let sa = fcm::ServiceAccount::load(path).map_err(StartError::Fcm)?;
+            let f = fcm::Fcm::new(client, &s.fcm_url, s.fcm_oauth_url.as_deref(), sa)
+                .map_err(StartError::Fcm)?;
+            p.gcm = Some(Arc::new(f));
+        } else if let Some(key) = &s.gcm.key {
+            p.gcm = Some(Arc::new(gcm::Gcm {
+                client,
+                url: s.gcm_url.clone(),
+                key: key.clone(),
+            }));
+        }
+    }
+    Ok(p)
+}
+
+/// Opens the store, starts the pipeline and both listeners.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let providers = providers(&settings)?;
+    start_with(settings, providers).await
+}
+
+/// Like [`start`] with explicit providers (tests plug doubles in here).
+pub async fn start_with(settings: Settings, providers: Providers) -> Result<Running, StartError> {
+    let db = settings.db.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
+        .await
+        .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
+    let subs = Subscriptions::open(Arc::new(store))?;
+    let recorder = Arc::new(Recorder::new(settings.recordings_max));
+    let metrics = Arc::new(Metrics::new());
+    let queue = push::start(
+        &settings,
+        providers,
+        subs.clone(),
+        recorder.clone(),
+        metrics.clone(),
+    );
+    if settings.basic_login.is_none() || settings.basic_password.is_none() {
+        tracing::warn!("com.openexchange.rest.services.basic-auth.login/.password are not set: every notify request will get 401");
+    }
+    let http_l = TcpListener::bind(settings.http_listen)
+        .await
+        .map_err(|e| StartError::Bind(settings.http_listen, e))?;
+    let admin_l = TcpListener::bind(settings.admin_listen)
+        .await
+        .map_err(|e| StartError::Bind(settings.admin_listen, e))?;
+    let http_addr = http_l
+        .local_addr()
+        .map_err(|e| StartError::Bind(settings.http_listen, e))?;
+    let admin_addr = admin_l
+        .local_addr()
+        .map_err(|e| StartError::Bind(settings.admin_listen, e))?;
+    let state = Arc::new(AppState {
+        settings: Arc::new(settings),
+        subs,
+        sessions: Default::default(),
+        recorder,
+        faults: Faults::default(),
+        metrics,
+        queue,
+    });
+    let (stop, rx) = watch::channel(false);
+    let serve = |l: TcpListener, app: axum::Router, mut rx: watch::Receiver<bool>| {
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "listener failed");
+            }
+        })
+    };
+    let tasks = vec![
+        serve(http_l, http::public_router(state.clone()), rx.clone()),
+        serve(admin_l, http::admin_router(state.clone()), rx),
+    ];
+    tracing::info!(%http_addr, %admin_addr, subscriptions = state.subs.len(), "mock-middleware listening");
+    Ok(Running {
+        http_addr,
+        admin_addr,
+        state,
+        stop,
+        tasks,
+    })
+}

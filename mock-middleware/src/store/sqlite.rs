@@ -1,0 +1,260 @@
+//! SQLite implementation of [`Store`](super::Store), with `PRAGMA user_version` migrations.
+//!
+//! One connection behind a mutex is enough: every write is small and the hot path reads from
+//! the in-memory index, not from here. WAL mode keeps writes cheap and crash-safe.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Store, StoreError, SubKey, Subscription};
+
+/// Ordered migrations; entry `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["CREATE TABLE subscriptions (
+        context_id INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        client TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        token TEXT NOT NULL,
+        topics TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (client, transport, token)
+    );
+    CREATE INDEX subscriptions_user ON subscriptions (context_id, user_id);"];
+
+/// A SQLite file holding subscriptions.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database file.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Db(format!("{}: {e}", parent.display())))?;
+        }
+        let conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
+        migrate(&conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+fn row_to_sub(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
+    let topics: String = r.get(5)?;
+    Ok(Subscription {
+        context_id: r.get(0)?,
+        user_id: r.get(1)?,
+        client: r.get(2)?,
+        transport: r.get(3)?,
+        token: r.get(4)?,
+        topics: serde_json::from_str(&topics).unwrap_or_default(),
+        created: r.get(6)?,
+    })
+}
+
+const COLS: &str = "context_id, user_id, client, transport, token, topics, created";
+
+impl Store for SqliteStore {
+    fn put(&self, s: &Subscription) -> Result<Option<Subscription>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db)?;
+        let prev = tx
+            .query_row(
+                &format!("SELECT {COLS} FROM subscriptions WHERE client=?1 AND transport=?2 AND token=?3"),
+                params![s.client, s.transport, s.token],
+                row_to_sub,
+            )
+            .optional()
+            .map_err(db)?;
+        let topics = serde_json::to_string(&s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
+        tx.execute(
+            &format!("INSERT OR REPLACE INTO subscriptions ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"),
+            params![
+                s.context_id,
+                s.user_id,
+                s.client,
+                s.transport,
+                s.token,
+                topics,
+                s.created
+            ],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(prev)
+    }
+
+    fn remove(&self, k: &SubKey) -> Result<bool, StoreError> {
+        let n = self
+            .lock()
+            .execute(
+                "DELETE FROM subscriptions WHERE context_id=?1 AND user_id=?2 AND client=?3 AND transport=?4 AND token=?5",
+                params![k.context_id, k.user_id, k.client, k.transport, k.token],
+            )
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    fn remove_token(
+        &self,
+        context_id: i32,
+        transport: &str,
+        token: &str,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db)?;
+        let gone = {
+            let mut st = tx
+                .prepare(&format!("SELECT {COLS} FROM subscriptions WHERE context_id=?1 AND transport=?2 AND token=?3"))
+                .map_err(db)?;
+            let rows = st
+                .query_map(params![context_id, transport, token], row_to_sub)
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)?
+        };
+        tx.execute(
+            "DELETE FROM subscriptions WHERE context_id=?1 AND transport=?2 AND token=?3",
+            params![context_id, transport, token],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(gone)
+    }
+
+    fn replace_token(
+        &self,
+        transport: &str,
+        old: &str,
+        new: &str,
+        context_id: Option<i32>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db)?;
+        let mut found = {
+            let mut st = tx
+                .prepare(&format!("SELECT {COLS} FROM subscriptions WHERE transport=?1 AND token=?2 AND (?3 IS NULL OR context_id=?3)"))
+                .map_err(db)?;
+            let rows = st
+                .query_map(params![transport, old, context_id], row_to_sub)
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)?
+        };
+        for s in &mut found {
+            tx.execute(
+                "DELETE FROM subscriptions WHERE client=?1 AND transport=?2 AND token=?3",
+                params![s.client, s.transport, old],
+            )
+            .map_err(db)?;
+            s.token = new.to_string();
+            let topics =
+                serde_json::to_string(&s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
+            tx.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO subscriptions ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+                ),
+                params![
+                    s.context_id,
+                    s.user_id,
+                    s.client,
+                    s.transport,
+                    s.token,
+                    topics,
+                    s.created
+                ],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(found)
+    }
+
+    fn load_all(&self) -> Result<Vec<Subscription>, StoreError> {
+        let conn = self.lock();
+        let mut st = conn
+            .prepare(&format!("SELECT {COLS} FROM subscriptions"))
+            .map_err(db)?;
+        let rows = st.query_map([], row_to_sub).map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.sqlite");
+        drop(SqliteStore::open(&path).unwrap());
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn legacy_unsubscribe_removes_token_for_all_users_in_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = SqliteStore::open(&dir.path().join("x.sqlite")).unwrap();
+        let mk = |cid, uid, client: &str| Subscription {
+            context_id: cid,
+            user_id: uid,
+            client: client.into(),
+            transport: "apn".into(),
+            token: "aa".into(),
+            topics: vec!["ox:mail:new".into()],
+            created: 1,
+        };
+        st.put(&mk(1, 1, "x")).unwrap();
+        st.put(&mk(1, 2, "y")).unwrap();
+        st.put(&mk(2, 2, "z")).unwrap();
+        assert_eq!(st.remove_token(1, "apn", "aa").unwrap().len(), 2);
+        assert_eq!(st.load_all().unwrap().len(), 1);
+    }
+}
