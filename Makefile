@@ -1,0 +1,55 @@
+# ox_push: Rust `ox` push driver for Dovecot 2.3, plus mock-middleware.
+# The two commands of the README: `make demo` and `make test`.
+
+CARGO ?= cargo
+PLUGIN_SO := lib30_ox_push_plugin.so
+RELEASE_DIR := target/release
+SPOOL_DIR ?= /var/spool/dovecot-ox-push
+
+.PHONY: all deps plugin install header lint test demo bench clean
+
+all: plugin
+
+deps:
+	@scripts/install-deps.sh
+
+# The Dovecot module: target/release/lib30_ox_push_plugin.so
+plugin: deps
+	$(CARGO) build --release -p ox-push
+	cp $(RELEASE_DIR)/libox_push.so $(RELEASE_DIR)/$(PLUGIN_SO)
+	@echo "built $(RELEASE_DIR)/$(PLUGIN_SO)"
+
+install: plugin
+	install -m 0644 $(RELEASE_DIR)/$(PLUGIN_SO) "$$(doveconf -h mail_plugin_dir)/$(PLUGIN_SO)"
+	install -d -m 1777 $(SPOOL_DIR)
+	@echo
+	@echo "Installed $$(doveconf -h mail_plugin_dir)/$(PLUGIN_SO); spool $(SPOOL_DIR) (mode 1777)."
+	@echo "Add to your Dovecot configuration (see dovecot-plugin/95-ox-push.conf):"
+	@echo
+	@echo "  mail_plugins = \$$mail_plugins notify push_notification ox_push"
+	@echo "  plugin {"
+	@echo "    push_notification_driver = ox:url=http://login:pass@node1.example.com:8009/preliminary/http-notify/v1/notify user_from_metadata"
+	@echo "  }"
+
+# Regenerates include/ox_push.h from src/ffi.rs (the build fails while it is stale).
+header:
+	OX_PUSH_UPDATE_HEADER=1 $(CARGO) build -p ox-push
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+test: deps
+	python3 tests/corpus/generate.py --check
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace -- --test-threads=2
+
+demo: deps
+	@scripts/demo.sh
+
+bench: deps
+	@bench/delivery.sh
+
+clean:
+	$(CARGO) clean

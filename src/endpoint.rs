@@ -1,0 +1,241 @@
+//! The endpoint URL (`url=`), parsed the way Dovecot's `http_url_parse` sees it
+//! with `HTTP_URL_ALLOW_USERINFO_PART`, plus what the request needs from it:
+//! the `Host` authority as written (port only when the URL names one), the
+//! request target (path and query; `/` when empty), and Basic credentials from
+//! the percent-decoded userinfo. The password never leaves this module except
+//! inside the `Authorization` header: [`mask_url`] is the only way a URL reaches
+//! a log line.
+
+use base64::Engine;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct EndpointUrl {
+    pub https: bool,
+    /// Host as written; IPv6 literals keep their brackets.
+    pub host: String,
+    /// Host for connecting (brackets removed).
+    pub connect_host: String,
+    pub port: u16,
+    /// `host[:port]` exactly as the built-in driver puts it in `Host:`.
+    pub authority: String,
+    /// Path and query, e.g. `/preliminary/http-notify/v1/notify`.
+    pub target: String,
+    user: Option<String>,
+    password: Option<String>,
+    /// The URL with the password replaced, for logs and spool labels.
+    pub masked: String,
+}
+
+impl std::fmt::Debug for EndpointUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked)
+    }
+}
+
+/// Replaces the password of a URL-like string by `***`, even when the string
+/// does not parse as a URL. Used for every URL that reaches a log line.
+pub fn mask_url(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return mask_userinfo(raw, 0);
+    };
+    mask_userinfo(raw, scheme_end + 3)
+}
+
+fn mask_userinfo(raw: &str, start: usize) -> String {
+    let rest = &raw[start..];
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..auth_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{}{}{}", &raw[..start], masked, &raw[start + at..])
+        }
+        None => raw.to_string(),
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| "Invalid %-encoding in userinfo".to_string())?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "userinfo is not valid UTF-8".to_string())
+}
+
+impl EndpointUrl {
+    pub fn parse(raw: &str) -> Result<EndpointUrl, String> {
+        let (scheme, rest) = raw
+            .split_once("://")
+            .ok_or_else(|| "Relative HTTP URL not allowed".to_string())?;
+        let https = match scheme.to_ascii_lowercase().as_str() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(format!("Not an HTTP URL (scheme {scheme:?})")),
+        };
+        let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority_full, tail) = rest.split_at(auth_end);
+        let (userinfo, hostport) = match authority_full.rfind('@') {
+            Some(at) => (Some(&authority_full[..at]), &authority_full[at + 1..]),
+            None => (None, authority_full),
+        };
+        let (host, port_str) = if let Some(v6) = hostport.strip_prefix('[') {
+            let close = v6
+                .find(']')
+                .ok_or_else(|| "Unterminated IPv6 address literal".to_string())?;
+            let after = &v6[close + 1..];
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return Err("Invalid characters after IPv6 address".to_string()),
+            };
+            (&hostport[..close + 2], port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() {
+            return Err("HTTP URL does not allow empty host identifier".to_string());
+        }
+        if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~[]:%".contains(&b))
+        {
+            return Err("Invalid character in host name".to_string());
+        }
+        let port = match port_str {
+            None => None,
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|_| p.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| format!("Invalid port number {p:?}"))?,
+            ),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(ui) => match ui.split_once(':') {
+                Some((u, p)) => (Some(percent_decode(u)?), Some(percent_decode(p)?)),
+                None => (Some(percent_decode(ui)?), None),
+            },
+        };
+        let path_query = tail.split('#').next().unwrap_or("");
+        let target = if path_query.is_empty() || path_query.starts_with('?') {
+            format!("/{path_query}")
+        } else {
+            path_query.to_string()
+        };
+        if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err("Invalid character in path".to_string());
+        }
+        let authority = match port {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        Ok(EndpointUrl {
+            https,
+            connect_host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host.to_string(),
+            port: port.unwrap_or(if https { 443 } else { 80 }),
+            authority,
+            target,
+            user,
+            password,
+            masked: mask_url(raw),
+        })
+    }
+
+    /// `Basic <base64(user:password)>` when the URL has a user and a password,
+    /// as lib-http sends it.
+    pub fn basic_auth(&self) -> Option<String> {
+        match (&self.user, &self.password) {
+            (Some(u), Some(p)) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_usual_form() {
+        let u =
+            EndpointUrl::parse("http://login:pass@node1.example.com:8009/preliminary/http-notify/v1/notify")
+                .unwrap();
+        assert!(!u.https);
+        assert_eq!(u.authority, "node1.example.com:8009");
+        assert_eq!(u.port, 8009);
+        assert_eq!(u.target, "/preliminary/http-notify/v1/notify");
+        assert_eq!(u.basic_auth().unwrap(), "Basic bG9naW46cGFzcw==");
+        assert_eq!(
+            u.masked,
+            "http://login:***@node1.example.com:8009/preliminary/http-notify/v1/notify"
+        );
+        assert!(!format!("{u:?}").contains("pass@"));
+    }
+
+    #[test]
+    fn host_without_port_and_empty_path() {
+        let u = EndpointUrl::parse("https://h.example").unwrap();
+        assert_eq!((u.authority.as_str(), u.port, u.target.as_str()), ("h.example", 443, "/"));
+        let u = EndpointUrl::parse("http://h:80?x=1#frag").unwrap();
+        assert_eq!((u.authority.as_str(), u.target.as_str()), ("h:80", "/?x=1"));
+        let u = EndpointUrl::parse("http://[::1]:9/n").unwrap();
+        assert_eq!((u.connect_host.as_str(), u.authority.as_str()), ("::1", "[::1]:9"));
+    }
+
+    #[test]
+    fn auth_rules() {
+        assert!(EndpointUrl::parse("http://u@h/").unwrap().basic_auth().is_none());
+        assert!(EndpointUrl::parse("http://h/").unwrap().basic_auth().is_none());
+        let u = EndpointUrl::parse("http://us%40r:p%2Bw@h/").unwrap();
+        assert_eq!(
+            u.basic_auth().unwrap(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("us@r:p+w")
+            )
+        );
+        assert_eq!(u.masked, "http://us%40r:***@h/");
+    }
+
+    #[test]
+    fn rejects_what_dovecot_rejects() {
+        assert!(EndpointUrl::parse("/notify").unwrap_err().contains("Relative"));
+        assert!(EndpointUrl::parse("ftp://h/").is_err());
+        assert!(EndpointUrl::parse("http:///x").is_err());
+        assert!(EndpointUrl::parse("http://h:99999/").is_err());
+        assert!(EndpointUrl::parse("http://h:abc/").is_err());
+    }
+
+    #[test]
+    fn masking_never_shows_the_password() {
+        assert_eq!(mask_url("http://a:b@c/d"), "http://a:***@c/d");
+        assert_eq!(mask_url("garbage:b@c"), "garbage:***@c");
+        assert_eq!(mask_url("http://c/d@e"), "http://c/d@e");
+    }
+}

@@ -1,0 +1,509 @@
+//! The only `extern "C"` functions of the plugin: the API the C shim calls.
+//!
+//! Every function runs its body through [`guard`], which catches a panic, logs
+//! one error line naming the function, the panic message and its location, and
+//! returns the documented fallback. Nothing unwinds into Dovecot.
+//!
+//! Ownership: `OxPushInstance` is created by `ox_push_instance_new` and released
+//! by `ox_push_instance_free`. Every pointer passed in is borrowed for the call
+//! only and copied if kept. Callers: Dovecot's ioloop thread only.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use crate::http::TlsSettings;
+use crate::instance::{Begin, Instance, Lookup};
+use crate::json::{Event, Notification};
+pub use crate::log::OxPushLogLevel;
+use crate::log::Sink;
+
+/// Result of the calls that can fail.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OxPushResult {
+    /// Done / take part in the transaction.
+    Ok = 0,
+    /// Nothing to do (disabled instance, unwatched mailbox, push not active).
+    Skip = 1,
+    /// Bad arguments (NULL where a value is required).
+    Invalid = 2,
+    /// Rust panicked; the panic was logged.
+    Panicked = 99,
+}
+
+/// Outcome of the shim's METADATA lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OxPushLookupStatus {
+    Found = 0,
+    NotFound = 1,
+    Error = 2,
+}
+
+/// Writes one log line. `msg` is UTF-8, not NUL-terminated, valid for the call.
+pub type OxPushLogFn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, level: OxPushLogLevel, msg: *const c_char, len: usize)>;
+
+/// A borrowed byte string; `ptr == NULL` means absent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OxPushBytes {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+impl OxPushBytes {
+    /// # Safety
+    /// `ptr` must be NULL or point to `len` readable bytes for the call.
+    unsafe fn get<'a>(self) -> Option<&'a [u8]> {
+        if self.ptr.is_null() {
+            None
+        } else {
+            // SAFETY: guaranteed by the caller (see the function's contract).
+            Some(unsafe { std::slice::from_raw_parts(self.ptr, self.len) })
+        }
+    }
+}
+
+/// Per-user settings the shim reads from Dovecot.
+#[repr(C)]
+pub struct OxPushUserSettings {
+    /// The mail user's name (NUL-terminated).
+    pub username: *const c_char,
+    /// `ssl_client_ca_file`, or NULL.
+    pub ca_file: *const c_char,
+    /// `ssl_client_ca_dir`, or NULL.
+    pub ca_dir: *const c_char,
+    /// `ssl_client_require_valid_cert`.
+    pub verify_cert: bool,
+    /// Debug logging wanted for this user (mail_debug / log_debug filter).
+    pub debug: bool,
+    /// An autocreated user (LDA/LMTP raw user): do not repeat config messages.
+    pub quiet: bool,
+}
+
+/// One event of one message, as the shim found it in the transaction.
+#[repr(C)]
+pub struct OxPushNotification {
+    /// One of the `OX_PUSH_EVENT_*` bits.
+    pub event: u32,
+    /// The transaction's METADATA `user=` value.
+    pub metadata_user: OxPushBytes,
+    pub folder: OxPushBytes,
+    pub uid_validity: u32,
+    pub uid: u32,
+    pub from: OxPushBytes,
+    pub subject: OxPushBytes,
+    pub snippet: OxPushBytes,
+    pub has_unseen: bool,
+    pub unseen: u32,
+    /// System flag names (flagsSet/flagsClear), `flags_count` entries or NULL.
+    pub flags: *const OxPushBytes,
+    pub flags_count: usize,
+    /// Keywords (flagsSet/flagsClear), `keywords_count` entries or NULL.
+    pub keywords: *const OxPushBytes,
+    pub keywords_count: usize,
+}
+
+pub const OX_PUSH_EVENT_MESSAGE_NEW: u32 = 1 << 0;
+pub const OX_PUSH_EVENT_MESSAGE_READ: u32 = 1 << 1;
+pub const OX_PUSH_EVENT_MESSAGE_TRASH: u32 = 1 << 2;
+pub const OX_PUSH_EVENT_MESSAGE_EXPUNGE: u32 = 1 << 3;
+pub const OX_PUSH_EVENT_FLAGS_SET: u32 = 1 << 4;
+pub const OX_PUSH_EVENT_FLAGS_CLEAR: u32 = 1 << 5;
+
+const _: () = assert!(OX_PUSH_EVENT_MESSAGE_NEW == 1 << (Event::MessageNew as u32));
+const _: () = assert!(OX_PUSH_EVENT_FLAGS_CLEAR == 1 << (Event::FlagsClear as u32));
+
+/// Opaque per-user driver instance.
+pub struct OxPushInstance {
+    inner: Instance,
+    log: ShimLog,
+    /// Backing store for the `user=` value handed out by `begin_txn`.
+    last_user: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+struct ShimLog {
+    f: OxPushLogFn,
+    ctx: *mut c_void,
+    debug: bool,
+}
+
+impl Sink for ShimLog {
+    fn log(&self, level: OxPushLogLevel, msg: &str) {
+        if level == OxPushLogLevel::Debug && !self.debug {
+            return;
+        }
+        if let Some(f) = self.f {
+            // SAFETY: the shim's callback takes (ctx, level, ptr, len) and only
+            // reads `len` bytes during the call.
+            unsafe { f(self.ctx, level, msg.as_ptr().cast(), msg.len()) };
+        }
+    }
+    fn debug_enabled(&self) -> bool {
+        self.debug
+    }
+}
+
+/// Runs `f`, turning a panic into one error line and `fallback`.
+fn guard<T>(name: &str, log: Option<&dyn Sink>, fallback: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            let loc = PANIC_LOCATION.with(|l| l.take()).unwrap_or_default();
+            let line = format!("BUG: {name} panicked: {what}{loc}; the notification may be lost");
+            match log {
+                Some(sink) => sink.log(OxPushLogLevel::Error, &line),
+                None => crate::log::background(OxPushLogLevel::Error, line),
+            }
+            fallback
+        }
+    }
+}
+
+thread_local! {
+    static PANIC_LOCATION: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
+}
+
+/// Records panic locations for [`guard`] instead of printing to stderr, which
+/// Dovecot would log as a raw line.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let loc = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            PANIC_LOCATION.with(|c| c.set(Some(loc)));
+        }));
+    });
+}
+
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string valid for the call.
+unsafe fn cstr<'a>(p: *const c_char) -> Option<&'a CStr> {
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: guaranteed by the caller.
+        Some(unsafe { CStr::from_ptr(p) })
+    }
+}
+
+/// Creates the instance for one `push_notification_driverN = ox:<raw_config>`
+/// of one user. Never NULL unless `raw_config` or `settings` is NULL or Rust
+/// panicked; a bad config gives an instance that is disabled
+/// (`ox_push_instance_enabled` is false) after one error line through `log`.
+///
+/// # Safety
+/// `raw_config` and `settings` (and its strings) must be valid for the call;
+/// `log_ctx` must stay valid until `ox_push_instance_free`.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_instance_new(
+    raw_config: *const c_char,
+    settings: *const OxPushUserSettings,
+    log: OxPushLogFn,
+    log_ctx: *mut c_void,
+) -> *mut OxPushInstance {
+    install_panic_hook();
+    // SAFETY: settings is valid for the call (contract).
+    let debug = unsafe { settings.as_ref() }.is_some_and(|s| s.debug);
+    let sink = ShimLog { f: log, ctx: log_ctx, debug };
+    guard("ox_push_instance_new", Some(&sink), std::ptr::null_mut(), || {
+        // SAFETY: contract of this function.
+        let (Some(raw), Some(set)) = (unsafe { cstr(raw_config) }, unsafe { settings.as_ref() })
+        else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: contract of this function.
+        let username = unsafe { cstr(set.username) }.map_or(&b""[..], |c| c.to_bytes());
+        let opt = |p| unsafe { cstr(p) }.map(|c| c.to_string_lossy().into_owned());
+        let tls = TlsSettings {
+            ca_file: opt(set.ca_file),
+            ca_dir: opt(set.ca_dir),
+            verify: set.verify_cert,
+        };
+        let inner = Instance::new(&raw.to_string_lossy(), username, tls, set.quiet, &sink);
+        Box::into_raw(Box::new(OxPushInstance {
+            inner,
+            log: sink,
+            last_user: Vec::new(),
+        }))
+    })
+}
+
+/// Releases an instance; NULL is fine.
+///
+/// # Safety
+/// `inst` must be NULL or come from `ox_push_instance_new`, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_instance_free(inst: *mut OxPushInstance) {
+    guard("ox_push_instance_free", None, (), || {
+        if !inst.is_null() {
+            // SAFETY: contract of this function.
+            drop(unsafe { Box::from_raw(inst) });
+        }
+    })
+}
+
+/// False when the config was rejected (the instance then never takes part).
+///
+/// # Safety
+/// `inst` must be NULL or a live instance.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_instance_enabled(inst: *const OxPushInstance) -> bool {
+    // SAFETY: contract of this function.
+    let Some(i) = (unsafe { inst.as_ref() }) else { return false };
+    guard("ox_push_instance_enabled", Some(&i.log), false, || i.inner.enabled())
+}
+
+/// The `OX_PUSH_EVENT_*` bits this instance subscribes to.
+///
+/// # Safety
+/// `inst` must be NULL or a live instance.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_instance_events(inst: *const OxPushInstance) -> u32 {
+    // SAFETY: contract of this function.
+    let Some(i) = (unsafe { inst.as_ref() }) else { return 0 };
+    guard("ox_push_instance_events", Some(&i.log), 0, || i.inner.events())
+}
+
+/// The `push_notification_event_message_flags` to request for MessageNew.
+#[no_mangle]
+pub extern "C" fn ox_push_messagenew_flags() -> u32 {
+    crate::sys::MESSAGENEW_FLAGS
+}
+
+/// Whether mailbox `vname` is watched (`folders=`, default `INBOX`).
+///
+/// # Safety
+/// `inst` must be NULL or a live instance; `vname` valid for the call.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_instance_watches(inst: *const OxPushInstance, vname: OxPushBytes) -> bool {
+    // SAFETY: contract of this function.
+    let Some(i) = (unsafe { inst.as_ref() }) else { return false };
+    guard("ox_push_instance_watches", Some(&i.log), false, || {
+        // SAFETY: contract of this function.
+        unsafe { vname.get() }.is_some_and(|v| i.inner.watches(v))
+    })
+}
+
+/// Whether the METADATA entry must be read now (`now`: ioloop time, seconds).
+///
+/// # Safety
+/// `inst` must be NULL or a live instance.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_instance_needs_lookup(inst: *const OxPushInstance, now: i64) -> bool {
+    // SAFETY: contract of this function.
+    let Some(i) = (unsafe { inst.as_ref() }) else { return false };
+    guard("ox_push_instance_needs_lookup", Some(&i.log), true, || i.inner.needs_lookup(now))
+}
+
+/// Hands over the result of reading the METADATA entry: the value when `Found`,
+/// the error text when `Error`. Copied; logged as the built-in driver does.
+///
+/// # Safety
+/// `inst` must be NULL or a live instance; `value` valid for the call.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_instance_set_lookup(
+    inst: *mut OxPushInstance,
+    now: i64,
+    status: OxPushLookupStatus,
+    value: OxPushBytes,
+) {
+    // SAFETY: contract of this function.
+    let Some(i) = (unsafe { inst.as_mut() }) else { return };
+    let log = i.log;
+    guard("ox_push_instance_set_lookup", Some(&log), (), || {
+        // SAFETY: contract of this function.
+        let v = unsafe { value.get() }.unwrap_or(b"").to_vec();
+        let lookup = match status {
+            OxPushLookupStatus::Found => Lookup::Found(v),
+            OxPushLookupStatus::NotFound => Lookup::NotFound,
+            OxPushLookupStatus::Error => Lookup::Error(String::from_utf8_lossy(&v).into_owned()),
+        };
+        i.inner.set_lookup(now, lookup, &log);
+    })
+}
+
+/// Decides whether the instance takes part in a transaction (after the lookup).
+/// On `Ok`, `*user_r`/`*user_len_r` point at the `user=` value, owned by the
+/// instance and valid until the next call on it: copy it.
+///
+/// # Safety
+/// `inst` must be NULL or a live instance; out-parameters writable.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_instance_begin_txn(
+    inst: *mut OxPushInstance,
+    user_r: *mut *const u8,
+    user_len_r: *mut usize,
+) -> OxPushResult {
+    // SAFETY: contract of this function.
+    let Some(i) = (unsafe { inst.as_mut() }) else { return OxPushResult::Invalid };
+    let log = i.log;
+    guard("ox_push_instance_begin_txn", Some(&log), OxPushResult::Panicked, || {
+        if user_r.is_null() || user_len_r.is_null() {
+            return OxPushResult::Invalid;
+        }
+        match i.inner.begin(&log) {
+            Begin::Skip => OxPushResult::Skip,
+            Begin::Active { user } => {
+                i.last_user = user;
+                // SAFETY: out-parameters checked non-NULL above.
+                unsafe {
+                    *user_r = i.last_user.as_ptr();
+                    *user_len_r = i.last_user.len();
+                }
+                OxPushResult::Ok
+            }
+        }
+    })
+}
+
+/// Queues one notification: spool file written before this returns, sent by a
+/// background thread. Never waits for the network.
+///
+/// # Safety
+/// `inst` must be NULL or a live instance; `n` and everything it points to
+/// valid for the call.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_instance_submit(
+    inst: *const OxPushInstance,
+    n: *const OxPushNotification,
+) -> OxPushResult {
+    // SAFETY: contract of this function.
+    let Some(i) = (unsafe { inst.as_ref() }) else { return OxPushResult::Invalid };
+    guard("ox_push_instance_submit", Some(&i.log), OxPushResult::Panicked, || {
+        // SAFETY: contract of this function.
+        let Some(n) = (unsafe { n.as_ref() }) else { return OxPushResult::Invalid };
+        let Some(event) = Event::ALL.into_iter().find(|e| e.bit() == n.event) else {
+            return OxPushResult::Invalid;
+        };
+        let list = |p: *const OxPushBytes, count: usize| -> Vec<&[u8]> {
+            if p.is_null() {
+                return Vec::new();
+            }
+            // SAFETY: contract: `count` entries, each valid for the call.
+            unsafe { std::slice::from_raw_parts(p, count) }
+                .iter()
+                .filter_map(|b| unsafe { b.get() })
+                .collect()
+        };
+        // SAFETY: contract of this function (all byte strings valid for the call).
+        let notification = unsafe {
+            Notification {
+                user: b"",
+                folder: n.folder.get().unwrap_or(b""),
+                uid_validity: n.uid_validity,
+                uid: n.uid,
+                from: n.from.get(),
+                subject: n.subject.get(),
+                snippet: n.snippet.get(),
+                unseen: n.has_unseen.then_some(n.unseen),
+                flags: list(n.flags, n.flags_count),
+                keywords: list(n.keywords, n.keywords_count),
+            }
+        };
+        // SAFETY: contract of this function.
+        let metadata_user = unsafe { n.metadata_user.get() }.unwrap_or(b"");
+        i.inner.submit(event, metadata_user, notification, &i.log);
+        OxPushResult::Ok
+    })
+}
+
+/// The read end of the pipe that signals queued log lines from sender threads
+/// (watch it with `io_add`), or -1.
+#[no_mangle]
+pub extern "C" fn ox_push_log_fd() -> c_int {
+    install_panic_hook();
+    guard("ox_push_log_fd", None, -1, crate::log::wake_fd)
+}
+
+/// Writes every queued sender-thread log line through `log(ctx, ...)`.
+///
+/// # Safety
+/// `log` must be a valid callback for the duration of the call.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_log_drain(log: OxPushLogFn, ctx: *mut c_void) {
+    let sink = ShimLog { f: log, ctx, debug: true };
+    guard("ox_push_log_drain", Some(&sink), (), || {
+        for (level, line) in crate::log::drain() {
+            sink.log(level, &line);
+        }
+    })
+}
+
+/// At plugin deinit (process exit): lets the senders finish for at most the
+/// largest configured `shutdown_timeout`, stops them, and logs (through `log`)
+/// what was left in the spool.
+///
+/// # Safety
+/// `log` must be a valid callback for the duration of the call.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_shutdown(log: OxPushLogFn, ctx: *mut c_void) {
+    let sink = ShimLog { f: log, ctx, debug: true };
+    guard("ox_push_shutdown", Some(&sink), (), || {
+        let timeout = crate::sender::max_shutdown_timeout()
+            .unwrap_or(Duration::from_millis(crate::config::DEFAULT_SHUTDOWN_TIMEOUT_MSECS.into()));
+        for note in crate::sender::shutdown(timeout) {
+            sink.log(OxPushLogLevel::Info, &note);
+        }
+        for (level, line) in crate::log::drain() {
+            sink.log(level, &line);
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The Dovecot module contract (`lib30_ox_push_plugin.so`, module `ox_push`).
+
+/// A pointer that may live in a `static` (it points at immutable data).
+#[repr(transparent)]
+pub struct StaticPtr(*const c_char);
+// SAFETY: the pointees are immutable 'static C strings.
+unsafe impl Sync for StaticPtr {}
+
+/// `ox_push_plugin_version`: the `DOVECOT_ABI_VERSION` of the headers this was
+/// built against, so that Dovecot refuses a mismatched build with its own message.
+#[no_mangle]
+pub static ox_push_plugin_version: StaticPtr = StaticPtr(crate::sys::ABI_VERSION.as_ptr());
+
+/// `ox_push_plugin_dependencies`: `push_notification` must be loaded first.
+#[no_mangle]
+pub static ox_push_plugin_dependencies: [StaticPtr; 2] =
+    [StaticPtr(c"push_notification".as_ptr()), StaticPtr(std::ptr::null())];
+
+extern "C" {
+    fn ox_push_shim_init(module: *mut c_void);
+    fn ox_push_shim_deinit();
+}
+
+/// Module init: takes over the `ox` driver name (see the shim).
+///
+/// # Safety
+/// Called by Dovecot's module loader only.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_plugin_init(module: *mut c_void) {
+    install_panic_hook();
+    // SAFETY: the shim's init follows Dovecot's plugin contract.
+    guard("ox_push_plugin_init", None, (), || unsafe { ox_push_shim_init(module) })
+}
+
+/// Module deinit: stops the senders (bounded) and gives `ox` back to the
+/// built-in driver, so that the core plugin's own deinit stays consistent.
+///
+/// # Safety
+/// Called by Dovecot's module loader only.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_plugin_deinit() {
+    // SAFETY: the shim's deinit follows Dovecot's plugin contract.
+    guard("ox_push_plugin_deinit", None, (), || unsafe { ox_push_shim_deinit() })
+}

@@ -1,0 +1,57 @@
+//! ox_push: a drop-in replacement for Dovecot 2.3's push_notification `ox` driver.
+//!
+//! # The FFI boundary
+//! Dovecot loads `lib30_ox_push_plugin.so`, made of two halves:
+//! - the C shim (`dovecot-plugin/ox-push-plugin.c`) is the only code that calls
+//!   Dovecot: it registers the driver under the name `ox`, reads users,
+//!   mailboxes, METADATA, mailbox status and event data, and writes Dovecot's
+//!   log. It hands Rust plain, borrowed bytes and copies nothing back but plain
+//!   values;
+//! - this crate owns everything that can be tested without Dovecot: config
+//!   parsing ([`config`]), the URL ([`endpoint`]), the JSON body ([`json`]), the
+//!   durable spool ([`spool`]), HTTP ([`http`], [`tls`]) and the sender threads
+//!   ([`sender`]).
+//!
+//! All `extern "C"` functions live in [`ffi`]; each runs under one panic guard.
+//! Only Dovecot's ioloop thread enters them. Sender threads never touch Dovecot
+//! data: their log lines travel through [`log`]'s queue and are written by the
+//! shim on Dovecot's thread. See `docs/ARCHITECTURE.md`.
+
+pub mod config;
+pub mod endpoint;
+pub mod ffi;
+pub mod http;
+pub mod instance;
+pub mod json;
+pub mod log;
+pub mod sender;
+pub mod spool;
+mod sys;
+pub mod tls;
+
+/// Keeps this module mapped after Dovecot's `dlclose()`: a sender thread that
+/// could not be joined within `shutdown_timeout` must never run into unmapped
+/// code. Done once, when the first sender thread starts.
+pub(crate) fn keep_loaded() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        let addr = keep_loaded as *const libc::c_void;
+        // SAFETY: dladdr only reads the address; info is a valid out-parameter.
+        if unsafe { libc::dladdr(addr, &mut info) } != 0 && !info.dli_fname.is_null() {
+            // SAFETY: dli_fname is a NUL-terminated path owned by the loader;
+            // RTLD_NOLOAD only takes a reference to the already loaded object.
+            unsafe {
+                libc::dlopen(
+                    info.dli_fname,
+                    libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+                )
+            };
+        }
+    });
+}
+
+/// The `DOVECOT_ABI_VERSION` of the headers this build was made against.
+pub fn dovecot_abi_version() -> &'static str {
+    sys::abi_version()
+}

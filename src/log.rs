@@ -1,0 +1,125 @@
+//! Log lines from Rust to Dovecot's log.
+//!
+//! Dovecot's logging is not thread-safe (it formats on the data stack), so only
+//! the ioloop thread may call it. Code running inside a shim call logs through a
+//! [`Sink`] that calls straight back into the shim. Sender threads push lines
+//! into a process-wide queue and write one byte to a pipe; the shim watches the
+//! pipe's read end with `io_add()` and drains the queue on Dovecot's thread.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::Mutex;
+
+use once_cell::sync::Lazy;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OxPushLogLevel {
+    Debug = 0,
+    Info = 1,
+    Warning = 2,
+    Error = 3,
+}
+
+/// Where a log line goes.
+pub trait Sink {
+    fn log(&self, level: OxPushLogLevel, msg: &str);
+    fn debug_enabled(&self) -> bool;
+}
+
+/// Collects lines (tests, and the queue's own sink).
+#[derive(Default)]
+pub struct Collect(pub Mutex<Vec<(OxPushLogLevel, String)>>, pub bool);
+
+impl Sink for Collect {
+    fn log(&self, level: OxPushLogLevel, msg: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((level, msg.to_string()));
+        }
+    }
+    fn debug_enabled(&self) -> bool {
+        self.1
+    }
+}
+
+/// At most this many queued lines; beyond it, lines are counted and summarised.
+const MAX_QUEUED: usize = 10_000;
+
+struct Queue {
+    lines: VecDeque<(OxPushLogLevel, String)>,
+    dropped: usize,
+    pipe: Option<(RawFd, RawFd)>,
+    debug: bool,
+}
+
+static QUEUE: Lazy<Mutex<Queue>> = Lazy::new(|| {
+    Mutex::new(Queue {
+        lines: VecDeque::new(),
+        dropped: 0,
+        pipe: None,
+        debug: false,
+    })
+});
+
+/// The read end of the wake-up pipe, created on first use; -1 if no pipe could
+/// be made (lines are then drained at the next shim call).
+pub fn wake_fd() -> RawFd {
+    let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    if q.pipe.is_none() {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: fds is a valid array of two ints for pipe2 to fill.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc == 0 {
+            q.pipe = Some((fds[0], fds[1]));
+        }
+    }
+    q.pipe.map_or(-1, |(r, _)| r)
+}
+
+/// Turns debug lines from sender threads on (any instance with mail_debug).
+pub fn set_background_debug(on: bool) {
+    let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    q.debug |= on;
+}
+
+pub fn background_debug() -> bool {
+    QUEUE.lock().map(|q| q.debug).unwrap_or(false)
+}
+
+/// Queues a line from any thread.
+pub fn background(level: OxPushLogLevel, msg: String) {
+    if level == OxPushLogLevel::Debug && !background_debug() {
+        return;
+    }
+    let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    if q.lines.len() >= MAX_QUEUED {
+        q.dropped += 1;
+        return;
+    }
+    q.lines.push_back((level, msg));
+    if let Some((_, w)) = q.pipe {
+        let byte = [1u8];
+        // SAFETY: w is our own non-blocking pipe fd; a full pipe (EAGAIN) is fine,
+        // the reader drains everything at once.
+        unsafe { libc::write(w, byte.as_ptr().cast(), 1) };
+    }
+}
+
+/// Takes every queued line (on Dovecot's thread) and empties the pipe.
+pub fn drain() -> Vec<(OxPushLogLevel, String)> {
+    let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((r, _)) = q.pipe {
+        let mut buf = [0u8; 256];
+        // SAFETY: r is our own non-blocking pipe fd and buf is writable.
+        while unsafe { libc::read(r, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+    let mut out: Vec<_> = q.lines.drain(..).collect();
+    if q.dropped > 0 {
+        out.push((
+            OxPushLogLevel::Warning,
+            format!("{} log lines were dropped: the log queue was full", q.dropped),
+        ));
+        q.dropped = 0;
+    }
+    out
+}

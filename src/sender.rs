@@ -1,0 +1,548 @@
+//! Endpoints: one queue, one sender thread, one kept-alive connection and one
+//! retry state per distinct endpoint configuration in a process.
+//!
+//! The ioloop thread only appends to the queue (after writing the spool file);
+//! the sender thread does all network work, so no Dovecot callback ever waits
+//! for the middleware. Retries use exponential backoff with jitter on transport
+//! errors, timeouts, 408, 429 and 5xx (honouring `Retry-After`); other 4xx and
+//! 3xx fail at once. Items older than `max_age` are dropped and counted.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use once_cell::sync::Lazy;
+
+use crate::config::{Config, NOTIFICATION_ID_HEADER};
+use crate::http::{Aborter, Client, Response, TlsSettings, TransportError};
+use crate::log::{background, OxPushLogLevel};
+use crate::spool::{fnv1a, Item, Spool};
+
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How often a sender looks for files left by dead processes.
+const RESCAN_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Counters, per endpoint and process.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub queued: AtomicU64,
+    pub sent: AtomicU64,
+    pub retried: AtomicU64,
+    pub dropped_age: AtomicU64,
+    pub dropped_size: AtomicU64,
+    pub failed: AtomicU64,
+    pub replayed: AtomicU64,
+}
+
+impl Stats {
+    fn to_json(&self, depth: usize, label: &str) -> String {
+        serde_json::json!({
+            "endpoint": label,
+            "pid": std::process::id(),
+            "queued": self.queued.load(Ordering::Relaxed),
+            "sent": self.sent.load(Ordering::Relaxed),
+            "retried": self.retried.load(Ordering::Relaxed),
+            "dropped_age": self.dropped_age.load(Ordering::Relaxed),
+            "dropped_size": self.dropped_size.load(Ordering::Relaxed),
+            "failed": self.failed.load(Ordering::Relaxed),
+            "replayed": self.replayed.load(Ordering::Relaxed),
+            "depth": depth,
+        })
+        .to_string()
+    }
+}
+
+struct State {
+    queue: VecDeque<Item>,
+    bytes: u64,
+    stop: bool,
+    /// True while the sender works on the queue's head.
+    busy: bool,
+}
+
+pub struct Endpoint {
+    pub label: String,
+    config: Config,
+    spool: Option<Spool>,
+    state: Mutex<State>,
+    wake: Condvar,
+    idle: Condvar,
+    pub stats: Stats,
+    aborter: Mutex<Option<Aborter>>,
+    started: AtomicBool,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+static ENDPOINTS: Lazy<Mutex<HashMap<String, Arc<Endpoint>>>> = Lazy::new(Default::default);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A random id for a notification, kept across retries and replays.
+pub fn new_id() -> String {
+    let v = fastrand::u128(..);
+    let h = format!("{v:032x}");
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// The endpoint for `config`, created (with its spool and leftovers) on first use.
+/// Errors about the spool are returned once, for the caller to log.
+pub fn endpoint_for(config: &Config, tls: &TlsSettings) -> (Arc<Endpoint>, Option<String>) {
+    let key = format!(
+        "{}|{:?}|{:?}|{}|{}|{}|{:?}|{}|{:?}",
+        config.url.masked,
+        config.url.basic_auth(),
+        config.timeout,
+        config.spool_dir.display(),
+        config.spool_max_size,
+        config.spool_fsync,
+        config.max_age,
+        config.notification_id,
+        tls
+    );
+    let mut map = ENDPOINTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(ep) = map.get(&key) {
+        return (ep.clone(), None);
+    }
+    let dir_key = format!("{:016x}", fnv1a(key.as_bytes()));
+    let (spool, error) =
+        match Spool::open(&config.spool_dir, &dir_key, &config.url.masked, config.spool_fsync) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "Spool directory {} is unusable ({e}); notifications for {} are kept in \
+                     memory only and are lost if this process dies (set spool_dir= to a \
+                     writable directory, or create {} with mode 1777)",
+                    config.spool_dir.display(),
+                    config.url.masked,
+                    config.spool_dir.display()
+                )),
+            ),
+        };
+    let ep = Arc::new(Endpoint {
+        label: config.url.masked.clone(),
+        config: config.clone(),
+        spool,
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            bytes: 0,
+            stop: false,
+            busy: false,
+        }),
+        wake: Condvar::new(),
+        idle: Condvar::new(),
+        stats: Stats::default(),
+        aborter: Mutex::new(None),
+        started: AtomicBool::new(false),
+        thread: Mutex::new(None),
+    });
+    map.insert(key, ep.clone());
+    drop(map);
+    // Leftovers of dead processes: replay them now, not at the next delivery.
+    if ep.spool.is_some() && ep.adopt_orphans() > 0 {
+        ep.ensure_thread(tls.clone());
+    }
+    (ep, error)
+}
+
+impl Endpoint {
+    /// Queues a notification: spool file first (so it survives this process),
+    /// then the in-memory queue. Never blocks on the network.
+    pub fn submit(self: &Arc<Self>, body: Vec<u8>, tls: &TlsSettings) -> Result<String, String> {
+        let mut item = Item {
+            id: new_id(),
+            created_ms: now_ms(),
+            body,
+            file: None,
+        };
+        let mut spool_error = None;
+        if let Some(spool) = &self.spool {
+            if let Err(e) = spool.write(&mut item) {
+                spool_error = Some(format!(
+                    "Writing to spool {} failed ({e}); this notification is kept in memory only",
+                    spool.dir().display()
+                ));
+            }
+        }
+        let id = item.id.clone();
+        self.push(vec![item]);
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.ensure_thread(tls.clone());
+        match spool_error {
+            Some(e) => Err(e),
+            None => Ok(id),
+        }
+    }
+
+    fn push(&self, items: Vec<Item>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for item in items {
+            st.bytes += item.size();
+            st.queue.push_back(item);
+        }
+        let mut dropped = 0;
+        // Keep the newest; never drop the head while it is being sent.
+        while st.bytes > self.config.spool_max_size && st.queue.len() > usize::from(st.busy) + 1 {
+            let idx = usize::from(st.busy);
+            if let Some(old) = st.queue.remove(idx) {
+                st.bytes -= old.size();
+                if let Some(s) = &self.spool {
+                    s.remove(&old);
+                }
+                dropped += 1;
+            }
+        }
+        drop(st);
+        if dropped > 0 {
+            self.stats.dropped_size.fetch_add(dropped, Ordering::Relaxed);
+            background(
+                OxPushLogLevel::Warning,
+                format!(
+                    "Dropped {dropped} oldest notification(s) for {}: spool_max_size={} exceeded",
+                    self.label, self.config.spool_max_size
+                ),
+            );
+        }
+        self.wake.notify_all();
+    }
+
+    fn adopt_orphans(&self) -> usize {
+        let Some(spool) = &self.spool else { return 0 };
+        let held: Vec<std::path::PathBuf> = {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.queue.iter().filter_map(|i| i.file.clone()).collect()
+        };
+        let items = spool.claim_orphans(&|p: &Path| held.iter().any(|h| h == p));
+        let n = items.len();
+        if n > 0 {
+            self.stats.replayed.fetch_add(n as u64, Ordering::Relaxed);
+            background(
+                OxPushLogLevel::Info,
+                format!("Replaying {n} spooled notification(s) for {}", self.label),
+            );
+            self.push(items);
+        }
+        n
+    }
+
+    fn ensure_thread(self: &Arc<Self>, tls: TlsSettings) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let ep = self.clone();
+        crate::keep_loaded();
+        let handle = thread::Builder::new()
+            .name("ox-push-sender".into())
+            .spawn(move || ep.run(tls));
+        match handle {
+            Ok(h) => *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h),
+            Err(e) => {
+                self.started.store(false, Ordering::Release);
+                background(
+                    OxPushLogLevel::Error,
+                    format!("Cannot start the sender thread: {e}; will retry at the next notification"),
+                );
+            }
+        }
+    }
+
+    fn write_stats(&self) {
+        if let Some(spool) = &self.spool {
+            let depth = self.state.lock().map(|s| s.queue.len()).unwrap_or(0);
+            let path = spool.dir().join(format!("stats-{}.json", std::process::id()));
+            let tmp = spool.dir().join("tmp").join(format!("stats-{}.json", std::process::id()));
+            if std::fs::write(&tmp, self.stats.to_json(depth, &self.label)).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+    }
+
+    fn run(self: Arc<Self>, tls: TlsSettings) {
+        let mut client = Client::new(self.config.url.clone(), self.config.timeout, tls);
+        *self.aborter.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.aborter.clone());
+        let mut failures: u32 = 0;
+        let mut next_attempt = Instant::now();
+        let mut last_scan = Instant::now();
+        let mut stats_dirty = true;
+        let mut last_stats = Instant::now() - Duration::from_secs(10);
+        loop {
+            if stats_dirty && last_stats.elapsed() >= Duration::from_millis(500) {
+                self.write_stats();
+                stats_dirty = false;
+                last_stats = Instant::now();
+            }
+            if last_scan.elapsed() >= RESCAN_INTERVAL {
+                last_scan = Instant::now();
+                self.adopt_orphans();
+            }
+            // Wait for work (or for the backoff to pass), one wait at a time so
+            // that housekeeping above runs between waits.
+            let item = {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if st.stop {
+                    drop(st);
+                    self.write_stats();
+                    return;
+                }
+                let now = Instant::now();
+                if st.queue.is_empty() || now < next_attempt {
+                    st.busy = false;
+                    let wait = if st.queue.is_empty() {
+                        self.idle.notify_all();
+                        if stats_dirty {
+                            Duration::from_millis(500)
+                        } else {
+                            RESCAN_INTERVAL
+                        }
+                    } else {
+                        next_attempt - now
+                    };
+                    let _ = self.wake.wait_timeout(st, wait);
+                    continue;
+                }
+                st.busy = true;
+                st.queue.front().cloned()
+            };
+            let Some(item) = item else { continue };
+            stats_dirty = true;
+            let age = Duration::from_millis(now_ms().saturating_sub(item.created_ms));
+            if age > self.config.max_age {
+                self.finish(&item);
+                self.stats.dropped_age.fetch_add(1, Ordering::Relaxed);
+                background(
+                    OxPushLogLevel::Warning,
+                    format!(
+                        "Dropped notification {} for {}: older than max_age ({}s)",
+                        item.id,
+                        self.label,
+                        self.config.max_age.as_secs()
+                    ),
+                );
+                continue;
+            }
+            let headers: Vec<(&str, &str)> = if self.config.notification_id {
+                vec![(NOTIFICATION_ID_HEADER, item.id.as_str())]
+            } else {
+                Vec::new()
+            };
+            let result = client.send(&item.body, &headers);
+            match classify(&result) {
+                Outcome::Sent => {
+                    failures = 0;
+                    self.finish(&item);
+                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(r) = &result {
+                        background(
+                            OxPushLogLevel::Debug,
+                            format!("Notification sent successfully: {} {}", r.status, r.reason),
+                        );
+                    }
+                }
+                Outcome::Permanent => {
+                    failures = 0;
+                    self.finish(&item);
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    background(
+                        OxPushLogLevel::Error,
+                        format!(
+                            "Error when sending notification: {} (to {}; not retried: the \
+                             middleware refused it)",
+                            describe(&result),
+                            self.label
+                        ),
+                    );
+                }
+                Outcome::Retry(retry_after) => {
+                    failures = failures.saturating_add(1);
+                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    let delay = retry_after.unwrap_or_else(|| backoff(failures)).min(self.config.max_age);
+                    next_attempt = Instant::now() + delay;
+                    let level = if failures == 1 || failures % 10 == 0 {
+                        OxPushLogLevel::Warning
+                    } else {
+                        OxPushLogLevel::Debug
+                    };
+                    background(
+                        level,
+                        format!(
+                            "Error when sending notification: {} (to {}; attempt {failures}, \
+                             retrying in {} ms; {} queued)",
+                            describe(&result),
+                            self.label,
+                            delay.as_millis(),
+                            self.depth()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.state.lock().map(|s| s.queue.len()).unwrap_or(0)
+    }
+
+    /// Removes the head (the item just handled) from the queue and the spool.
+    fn finish(&self, item: &Item) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.queue.front().map(|h| &h.id) == Some(&item.id) {
+            st.queue.pop_front();
+            st.bytes = st.bytes.saturating_sub(item.size());
+        }
+        drop(st);
+        if let Some(s) = &self.spool {
+            s.remove(item);
+        }
+    }
+
+    /// Waits until the queue is empty or `until` passes; true when empty.
+    fn wait_idle(&self, until: Instant) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.queue.is_empty() {
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            st = self.idle.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+
+    fn stop(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.stop = true;
+        drop(st);
+        self.wake.notify_all();
+        if let Some(a) = self.aborter.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            a.abort();
+        }
+    }
+}
+
+enum Outcome {
+    Sent,
+    Permanent,
+    Retry(Option<Duration>),
+}
+
+fn classify(r: &Result<Response, TransportError>) -> Outcome {
+    match r {
+        Ok(resp) if (200..300).contains(&resp.status) => Outcome::Sent,
+        Ok(resp) if resp.status == 408 || resp.status == 429 || resp.status >= 500 => {
+            Outcome::Retry(resp.retry_after)
+        }
+        Ok(_) => Outcome::Permanent,
+        Err(_) => Outcome::Retry(None),
+    }
+}
+
+fn describe(r: &Result<Response, TransportError>) -> String {
+    match r {
+        Ok(resp) => format!("{} {}", resp.status, resp.reason),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Exponential backoff with ±25 % jitter: 100 ms, 200 ms, ... capped at 5 s.
+pub fn backoff(failures: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let base = exp.min(BACKOFF_CAP);
+    let jitter = 0.75 + fastrand::f64() * 0.5;
+    base.mul_f64(jitter)
+}
+
+/// The largest `shutdown_timeout` of the endpoints in this process.
+pub fn max_shutdown_timeout() -> Option<Duration> {
+    ENDPOINTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .map(|e| e.config.shutdown_timeout)
+        .max()
+}
+
+/// At process exit: give the senders up to `timeout` to empty their queues,
+/// then stop them. What is left stays in the spool for the next process.
+pub fn shutdown(timeout: Duration) -> Vec<String> {
+    let endpoints: Vec<Arc<Endpoint>> = ENDPOINTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .map(|(_, v)| v)
+        .collect();
+    let until = Instant::now() + timeout;
+    let mut notes = Vec::new();
+    for ep in &endpoints {
+        if ep.started.load(Ordering::Acquire) && !ep.wait_idle(until) {
+            let left = ep.depth();
+            notes.push(if ep.spool.is_some() {
+                format!(
+                    "{left} notification(s) for {} not sent yet at exit: left in the spool for \
+                     the next process",
+                    ep.label
+                )
+            } else {
+                format!(
+                    "{left} notification(s) for {} not sent at exit and lost (no usable spool)",
+                    ep.label
+                )
+            });
+        }
+    }
+    for ep in &endpoints {
+        ep.stop();
+    }
+    let join_until = Instant::now() + Duration::from_millis(50);
+    for ep in &endpoints {
+        let handle = ep.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            while !h.is_finished() && Instant::now() < join_until {
+                thread::sleep(Duration::from_millis(1));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
+            // Otherwise the thread is detached; the module stays mapped
+            // (keep_loaded), so it cannot run into unmapped code.
+        }
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) <= Duration::from_millis(125));
+        assert!(backoff(3) >= Duration::from_millis(300));
+        assert!(backoff(30) <= Duration::from_millis(6250));
+    }
+
+    #[test]
+    fn ids_are_uuid_shaped_and_distinct() {
+        let a = new_id();
+        assert_eq!(a.len(), 36);
+        assert_ne!(a, new_id());
+    }
+
+    #[test]
+    fn classification() {
+        let r = |s| Ok(Response { status: s, reason: String::new(), retry_after: None });
+        assert!(matches!(classify(&r(204)), Outcome::Sent));
+        assert!(matches!(classify(&r(500)), Outcome::Retry(_)));
+        assert!(matches!(classify(&r(429)), Outcome::Retry(_)));
+        assert!(matches!(classify(&r(408)), Outcome::Retry(_)));
+        assert!(matches!(classify(&r(400)), Outcome::Permanent));
+        assert!(matches!(classify(&r(302)), Outcome::Permanent));
+        assert!(matches!(classify(&Err(TransportError::Timeout)), Outcome::Retry(None)));
+    }
+}
