@@ -10,6 +10,7 @@ pub mod demo;
 pub mod event;
 pub mod fake;
 pub mod http;
+pub mod loadgen;
 pub mod metrics;
 pub mod push;
 pub mod recording;

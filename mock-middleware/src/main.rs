@@ -24,6 +24,29 @@ enum Cmd {
         #[arg(long)]
         config_dir: PathBuf,
     },
+    /// Run fake APNs and FCM/GCM (HTTP/2 over TLS) plus their admin listener, configured from
+    /// the same directory (`mock.fake.*` keys, the APNs key and the service account).
+    FakeProviders {
+        #[arg(long)]
+        config_dir: PathBuf,
+    },
+    /// Write a complete working demo configuration directory.
+    InitDemo {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 8009)]
+        http_port: u16,
+        #[arg(long, default_value_t = 8010)]
+        admin_port: u16,
+        #[arg(long, default_value_t = 8443)]
+        apns_port: u16,
+        #[arg(long, default_value_t = 8444)]
+        fcm_port: u16,
+        #[arg(long, default_value_t = 8445)]
+        fake_admin_port: u16,
+    },
+    /// Load generator for the benchmark: PUT notifications from this process.
+    Load(mock_middleware::loadgen::LoadArgs),
 }
 
 #[tokio::main]
@@ -50,6 +73,43 @@ async fn main() -> anyhow::Result<()> {
                 .context("waiting for Ctrl-C")?;
             running.shutdown().await;
         }
+        Cmd::FakeProviders { config_dir } => {
+            let f = mock_middleware::demo::fake_setup(&config_dir)
+                .context("reading the fake providers' configuration")?;
+            let tls = mock_middleware::tls::server_config(
+                &f.cert_pem,
+                &f.key_pem,
+                f.client_ca_pem.as_deref(),
+            )?;
+            let running = mock_middleware::fake::start(f.cfg, tls, f.apns, f.fcm, f.admin)
+                .await
+                .context("binding the fake providers")?;
+            tracing::info!(apns = %running.apns_addr, fcm = %running.fcm_addr, admin = %running.admin_addr, "fake providers listening");
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+            running.shutdown().await;
+        }
+        Cmd::InitDemo {
+            dir,
+            http_port,
+            admin_port,
+            apns_port,
+            fcm_port,
+            fake_admin_port,
+        } => {
+            let ports = mock_middleware::demo::DemoPorts {
+                http: http_port,
+                admin: admin_port,
+                apns: apns_port,
+                fcm: fcm_port,
+                fake_admin: fake_admin_port,
+            };
+            for line in mock_middleware::demo::init_demo(&dir, ports)? {
+                println!("{line}");
+            }
+        }
+        Cmd::Load(args) => mock_middleware::loadgen::run(args).await?,
     }
     Ok(())
 }

@@ -50,6 +50,34 @@ impl SqliteStore {
         })
     }
 
+    /// Inserts many subscriptions in one transaction (benchmark seeding).
+    pub fn put_many(&self, subs: &[Subscription]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db)?;
+        {
+            let mut st = tx
+                .prepare(&format!(
+                    "INSERT OR REPLACE INTO subscriptions ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+                ))
+                .map_err(db)?;
+            for s in subs {
+                let topics =
+                    serde_json::to_string(&s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
+                st.execute(params![
+                    s.context_id,
+                    s.user_id,
+                    s.client,
+                    s.transport,
+                    s.token,
+                    topics,
+                    s.created
+                ])
+                .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -1,0 +1,199 @@
+//! Fake APNs: `POST /3/device/<hex token>` checked like Apple does it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{json, Map, Value};
+
+use super::{ConnInfo, FakeState};
+use crate::push::apns::unix_now;
+
+const PUSH_TYPES: &[&str] = &[
+    "alert",
+    "background",
+    "voip",
+    "complication",
+    "fileprovider",
+    "mdm",
+    "liveactivity",
+    "location",
+    "pushtotalk",
+    "widgets",
+    "controls",
+];
+
+pub fn router(state: Arc<FakeState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+fn answer(status: u16, reason: Option<&str>, retry_after: Option<u64>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = match reason {
+        None => code.into_response(),
+        Some(reason) if status == 410 => (
+            code,
+            axum::Json(json!({"reason": reason, "timestamp": unix_now() * 1000})),
+        )
+            .into_response(),
+        Some(reason) => (code, axum::Json(json!({ "reason": reason }))).into_response(),
+    };
+    r.headers_mut().insert(
+        "apns-id",
+        uuid::Uuid::new_v4()
+            .to_string()
+            .parse()
+            .expect("uuid is a header value"),
+    );
+    if let Some(s) = retry_after {
+        r.headers_mut().insert("retry-after", s.into());
+    }
+    r
+}
+
+/// Checks the bearer JWT; `Err((status, reason))` on failure, `Ok(claims)` otherwise.
+fn check_jwt(s: &FakeState, conn: &ConnInfo, auth: &str) -> Result<Value, (u16, &'static str)> {
+    let token = auth
+        .strip_prefix("bearer ")
+        .or_else(|| auth.strip_prefix("Bearer "))
+        .ok_or((403, "MissingProviderToken"))?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| (403, "InvalidProviderToken"))?;
+    if header.alg != Algorithm::ES256 {
+        return Err((403, "InvalidProviderToken"));
+    }
+    let kid = header.kid.unwrap_or_default();
+    let (_, team, key) = s
+        .cfg
+        .apns_keys
+        .iter()
+        .find(|(k, _, _)| *k == kid)
+        .ok_or((403, "InvalidProviderToken"))?;
+    let mut v = Validation::new(Algorithm::ES256);
+    v.validate_exp = false;
+    v.required_spec_claims.clear();
+    let data =
+        jsonwebtoken::decode::<Value>(token, key, &v).map_err(|_| (403, "InvalidProviderToken"))?;
+    if data.claims["iss"].as_str() != Some(team.as_str()) {
+        return Err((403, "InvalidProviderToken"));
+    }
+    let iat = data.claims["iat"]
+        .as_u64()
+        .ok_or((403, "InvalidProviderToken"))?;
+    if unix_now().saturating_sub(iat) > 3600 {
+        return Err((403, "ExpiredProviderToken"));
+    }
+    let mut cur = conn.jwt.lock().unwrap_or_else(|p| p.into_inner());
+    match cur.as_ref() {
+        Some((t, _)) if t == token => {}
+        Some((_, since)) if since.elapsed() < Duration::from_secs(20 * 60) => {
+            return Err((429, "TooManyProviderTokenUpdates"))
+        }
+        _ => *cur = Some((token.to_string(), Instant::now())),
+    }
+    Ok(data.claims)
+}
+
+async fn handle(
+    State(s): State<Arc<FakeState>>,
+    Extension(conn): Extension<ConnInfo>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut hdrs = Map::new();
+    for (k, v) in &headers {
+        if k != "authorization" {
+            hdrs.insert(k.to_string(), json!(String::from_utf8_lossy(v.as_bytes())));
+        }
+    }
+    let token = uri
+        .path()
+        .strip_prefix("/3/device/")
+        .unwrap_or("")
+        .to_string();
+    let mut rec = json!({
+        "provider": "apns", "conn": conn.id, "method": method.as_str(), "path": uri.path(), "token": token,
+        "headers": hdrs, "client_cert": conn.client_cert, "body": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+    });
+    let (status, reason, retry) =
+        verdict(&s, &conn, &method, &uri, &headers, &body, &token, &mut rec).await;
+    rec["status"] = json!(status);
+    rec["reason"] = json!(reason);
+    s.record(rec);
+    answer(status, reason.as_deref(), retry)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn verdict(
+    s: &FakeState,
+    conn: &ConnInfo,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    token: &str,
+    rec: &mut Value,
+) -> (u16, Option<String>, Option<u64>) {
+    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    let fail = |st: u16, r: &str| (st, Some(r.to_string()), None);
+    if *method != Method::POST {
+        return fail(405, "MethodNotAllowed");
+    }
+    if !uri.path().starts_with("/3/device/") {
+        return fail(404, "BadPath");
+    }
+    match h("authorization") {
+        Some(auth) => match check_jwt(s, conn, auth) {
+            Ok(claims) => rec["jwt"] = claims,
+            Err((st, r)) => return fail(st, r),
+        },
+        None if conn.client_cert.is_some() => {}
+        None => return fail(403, "MissingProviderToken"),
+    }
+    if token.is_empty() || token.len() % 2 != 0 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
+        return fail(400, "BadDeviceToken");
+    }
+    if h("apns-topic").map_or(true, str::is_empty) {
+        return fail(400, "MissingTopic");
+    }
+    if h("apns-push-type").is_some_and(|t| !PUSH_TYPES.contains(&t)) {
+        return fail(400, "InvalidPushType");
+    }
+    if h("apns-priority").is_some_and(|p| !["1", "5", "10"].contains(&p)) {
+        return fail(400, "BadPriority");
+    }
+    if h("apns-collapse-id").is_some_and(|c| c.len() > 64) {
+        return fail(400, "BadCollapseId");
+    }
+    if body.is_empty() {
+        return fail(400, "PayloadEmpty");
+    }
+    if body.len() > 4096 {
+        return fail(413, "PayloadTooLarge");
+    }
+    if serde_json::from_slice::<Value>(body)
+        .map(|v| !v["aps"].is_object())
+        .unwrap_or(true)
+    {
+        return fail(400, "BadPayload");
+    }
+    if let Some(sc) = s.take_script("apns", token) {
+        if let Some(ms) = sc.delay_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let st = sc.status.unwrap_or(200);
+        return (
+            st,
+            sc.reason
+                .or_else(|| (st != 200).then(|| "InternalServerError".into())),
+            sc.retry_after,
+        );
+    }
+    (200, None, None)
+}

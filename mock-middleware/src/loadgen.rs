@@ -1,0 +1,132 @@
+//! Benchmark helpers: seed subscriptions in bulk and drive PUT load from a second process.
+//!
+//! `load seed` writes subscriptions straight into the SQLite file before the server starts
+//! (what "pre-created" means in the benchmark); `load run` keeps `connections` keep-alive HTTP/1.1
+//! connections busy with notify PUTs for a bounded time and count, and prints one JSON line.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::store::{now_ms, SqliteStore, Subscription};
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    #[command(subcommand)]
+    pub cmd: LoadCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LoadCmd {
+    /// Insert `users` subscriptions (user ids 1..=users in context 1, client
+    /// open-xchange-mailapp, transport apn) into the database file.
+    Seed {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        users: u32,
+    },
+    /// PUT notifications for random users in 1..=users.
+    Run {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "dovecot")]
+        login: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value_t = 1000)]
+        users: u32,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 10_000_000)]
+        max_requests: u64,
+    },
+}
+
+/// Runs a `load` subcommand.
+pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    match args.cmd {
+        LoadCmd::Seed { db, users } => {
+            let store = SqliteStore::open(&db)?;
+            let subs: Vec<Subscription> = (1..=users as i32)
+                .map(|u| Subscription {
+                    context_id: 1,
+                    user_id: u,
+                    client: "open-xchange-mailapp".into(),
+                    transport: "apn".into(),
+                    token: format!("{:064x}", u),
+                    topics: vec!["ox:mail:new".into()],
+                    created: now_ms(),
+                })
+                .collect();
+            store.put_many(&subs)?;
+            println!("{}", json!({"seeded": users}));
+        }
+        LoadCmd::Run {
+            url,
+            login,
+            password,
+            users,
+            connections,
+            seconds,
+            max_requests,
+        } => {
+            let auth = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"))
+            );
+            let client = reqwest::Client::builder()
+                .http1_only()
+                .pool_max_idle_per_host(connections)
+                .build()?;
+            let (ok, busy, other, sent) = (
+                Arc::new(AtomicU64::new(0)),
+                Arc::new(AtomicU64::new(0)),
+                Arc::new(AtomicU64::new(0)),
+                Arc::new(AtomicU64::new(0)),
+            );
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for c in 0..connections {
+                let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
+                let (ok, busy, other, sent) =
+                    (ok.clone(), busy.clone(), other.clone(), sent.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut i = c as u64;
+                    while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < max_requests {
+                        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let user = (i >> 33) % users as u64 + 1;
+                        let body = format!(
+                            "{{\"user\":\"{user}@1\",\"event\":\"messageNew\",\"folder\":\"INBOX\",\"imap-uid\":{i},\"imap-uidvalidity\":1,\"unseen\":3,\"from\":\"Bench <bench@example.org>\",\"subject\":\"load test\",\"snippet\":\"x\"}}",
+                            i = i % 1_000_000
+                        );
+                        match client.put(&url).header("authorization", &auth).header("content-type", "application/json").body(body).send().await {
+                            Ok(r) if r.status().as_u16() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                            Ok(r) if r.status().as_u16() == 503 => busy.fetch_add(1, Ordering::Relaxed),
+                            _ => other.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await?;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let accepted = ok.load(Ordering::Relaxed);
+            println!(
+                "{}",
+                json!({"seconds": secs, "accepted": accepted, "rejected_503": busy.load(Ordering::Relaxed),
+                       "errors": other.load(Ordering::Relaxed), "accepted_per_s": accepted as f64 / secs})
+            );
+        }
+    }
+    Ok(())
+}
