@@ -47,6 +47,9 @@ pub enum LoadCmd {
         seconds: u64,
         #[arg(long, default_value_t = 10_000_000)]
         max_requests: u64,
+        /// Total requests per second across all connections; 0 = as fast as possible.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
 }
 
@@ -77,6 +80,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             connections,
             seconds,
             max_requests,
+            rate,
         } => {
             let auth = format!(
                 "Basic {}",
@@ -99,9 +103,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                 let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
                 let (ok, busy, other, sent) =
                     (ok.clone(), busy.clone(), other.clone(), sent.clone());
+                let interval =
+                    (rate > 0).then(|| Duration::from_secs_f64(connections as f64 / rate as f64));
                 tasks.push(tokio::spawn(async move {
                     let mut i = c as u64;
+                    let mut next = Instant::now();
                     while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < max_requests {
+                        if let Some(iv) = interval {
+                            next += iv;
+                            tokio::time::sleep_until(next.into()).await;
+                        }
                         i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                         let user = (i >> 33) % users as u64 + 1;
                         let body = format!(
