@@ -65,12 +65,14 @@ async fn main() -> anyhow::Result<()> {
                     std::process::exit(2);
                 }
             };
-            let running = mock_middleware::server::start(settings)
-                .await
-                .context("startup failed")?;
-            tokio::signal::ctrl_c()
-                .await
-                .context("waiting for Ctrl-C")?;
+            let running = match mock_middleware::server::start(settings).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("mock-middleware: {e}");
+                    std::process::exit(1);
+                }
+            };
+            shutdown_signal().await;
             running.shutdown().await;
         }
         Cmd::FakeProviders { config_dir } => {
@@ -85,9 +87,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("binding the fake providers")?;
             tracing::info!(apns = %running.apns_addr, fcm = %running.fcm_addr, admin = %running.admin_addr, "fake providers listening");
-            tokio::signal::ctrl_c()
-                .await
-                .context("waiting for Ctrl-C")?;
+            shutdown_signal().await;
             running.shutdown().await;
         }
         Cmd::InitDemo {
@@ -112,4 +112,21 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Load(args) => mock_middleware::loadgen::run(args).await?,
     }
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
 }

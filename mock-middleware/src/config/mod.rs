@@ -438,6 +438,27 @@ mod tests {
     }
 
     #[test]
+    fn sample_file_loads_and_states_the_defaults() {
+        let text = include_str!("../../mock.properties.sample");
+        let s = Settings::from_properties(&props(text), Path::new("/tmp")).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.http_listen, d.http_listen);
+        assert_eq!(s.admin_listen, d.admin_listen);
+        assert_eq!(s.queue_capacity, d.queue_capacity);
+        assert_eq!(s.push_concurrency, d.push_concurrency);
+        assert_eq!(s.retry_max_attempts, d.retry_max_attempts);
+        assert_eq!(s.retry_base_ms, d.retry_base_ms);
+        assert_eq!(s.retry_max_age_ms, d.retry_max_age_ms);
+        assert_eq!(s.recordings_max, d.recordings_max);
+        assert_eq!(s.push_timeout_ms, d.push_timeout_ms);
+        assert_eq!(s.apns_expiration_s, d.apns_expiration_s);
+        assert_eq!(s.allowed_clients, d.allowed_clients);
+        assert_eq!(s.fcm_url, d.fcm_url);
+        assert_eq!(s.gcm_url, d.gcm_url);
+        assert_eq!(s.apns_base(), d.apns_base());
+    }
+
+    #[test]
     fn apns_enabled_requires_key_material() {
         let text = "com.openxchange.mobilepush.events.apn.ios.enabled=true\n";
         let err = Settings::from_properties(&props(text), Path::new("/tmp")).unwrap_err();
