@@ -225,7 +225,7 @@ mock.fake.tls.cert=fake-server.pem\nmock.fake.tls.key=fake-server.key\n",
             client: "open-xchange-mailapp".into(),
             transport: "apn".into(),
             token: token.clone(),
-            topics: vec!["ox:mail:new".into()],
+            topics: vec!["ox:mail:new".to_string()].into(),
             created: now_ms(),
         })
         .map_err(|e| DemoError::Key(e.to_string()))?;

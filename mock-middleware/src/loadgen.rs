@@ -65,7 +65,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                     client: "open-xchange-mailapp".into(),
                     transport: "apn".into(),
                     token: format!("{:064x}", u),
-                    topics: vec!["ox:mail:new".into()],
+                    topics: vec!["ox:mail:new".to_string()].into(),
                     created: now_ms(),
                 })
                 .collect();

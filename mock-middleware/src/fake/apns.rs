@@ -62,6 +62,20 @@ fn check_jwt(s: &FakeState, conn: &ConnInfo, auth: &str) -> Result<Value, (u16, 
         .strip_prefix("bearer ")
         .or_else(|| auth.strip_prefix("Bearer "))
         .ok_or((403, "MissingProviderToken"))?;
+    // A token already verified on this connection is not verified again (as Apple caches it),
+    // only its age is checked.
+    {
+        let cur = conn.jwt.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((t, _, claims)) = cur.as_ref() {
+            if t == token {
+                let iat = claims["iat"].as_u64().unwrap_or(0);
+                if unix_now().saturating_sub(iat) > 3600 {
+                    return Err((403, "ExpiredProviderToken"));
+                }
+                return Ok(claims.clone());
+            }
+        }
+    }
     let header = jsonwebtoken::decode_header(token).map_err(|_| (403, "InvalidProviderToken"))?;
     if header.alg != Algorithm::ES256 {
         return Err((403, "InvalidProviderToken"));
@@ -89,11 +103,10 @@ fn check_jwt(s: &FakeState, conn: &ConnInfo, auth: &str) -> Result<Value, (u16, 
     }
     let mut cur = conn.jwt.lock().unwrap_or_else(|p| p.into_inner());
     match cur.as_ref() {
-        Some((t, _)) if t == token => {}
-        Some((_, since)) if since.elapsed() < Duration::from_secs(20 * 60) => {
+        Some((_, since, _)) if since.elapsed() < Duration::from_secs(20 * 60) => {
             return Err((429, "TooManyProviderTokenUpdates"))
         }
-        _ => *cur = Some((token.to_string(), Instant::now())),
+        _ => *cur = Some((token.to_string(), Instant::now(), data.claims.clone())),
     }
     Ok(data.claims)
 }

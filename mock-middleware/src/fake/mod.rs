@@ -74,7 +74,7 @@ pub struct Script {
 /// Shared state of the fakes.
 pub struct FakeState {
     pub cfg: FakeConfig,
-    records: Mutex<Vec<Value>>,
+    records: Mutex<std::collections::VecDeque<Value>>,
     scripts: Mutex<Vec<(Script, u32)>>,
     issued: Mutex<HashMap<String, Instant>>,
     pub tokens_issued: AtomicU64,
@@ -85,7 +85,7 @@ impl FakeState {
     pub fn new(cfg: FakeConfig) -> Arc<FakeState> {
         Arc::new(FakeState {
             cfg,
-            records: Mutex::new(Vec::new()),
+            records: Mutex::new(std::collections::VecDeque::new()),
             scripts: Mutex::new(Vec::new()),
             issued: Mutex::new(HashMap::new()),
             tokens_issued: AtomicU64::new(0),
@@ -96,9 +96,9 @@ impl FakeState {
     pub fn record(&self, v: Value) {
         let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
         if r.len() >= 100_000 {
-            r.remove(0);
+            r.pop_front();
         }
-        r.push(v);
+        r.push_back(v);
     }
 
     pub fn requests(&self, provider: Option<&str>) -> Vec<Value> {
@@ -170,8 +170,9 @@ pub struct ConnInfo {
     pub id: u64,
     /// Common name of a verified client certificate, if one was presented.
     pub client_cert: Option<String>,
-    /// APNs provider-token tracking: (current token, when first seen on this connection).
-    pub jwt: Arc<Mutex<Option<(String, Instant)>>>,
+    /// APNs provider-token tracking: (current token, when first seen on this connection,
+    /// its verified claims).
+    pub jwt: Arc<Mutex<Option<(String, Instant, Value)>>>,
 }
 
 /// Serves `router` over TLS (HTTP/2 only) until `stop` turns true.

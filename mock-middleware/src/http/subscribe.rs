@@ -164,10 +164,10 @@ pub async fn mobilenotifier(
                 .put(Subscription {
                     context_id: sess.context_id,
                     user_id: sess.user_id,
-                    client: sess.client.clone(),
-                    transport,
+                    client: sess.client.as_str().into(),
+                    transport: transport.into(),
                     token,
-                    topics: vec![topic],
+                    topics: vec![topic].into(),
                     created: now_ms(),
                 })
                 .await
@@ -312,10 +312,10 @@ async fn pns_inner(
         .put(Subscription {
             context_id: sess.context_id,
             user_id: sess.user_id,
-            client,
-            transport,
+            client: client.into(),
+            transport: transport.into(),
             token,
-            topics,
+            topics: topics.into(),
             created: now_ms(),
         })
         .await

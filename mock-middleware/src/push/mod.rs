@@ -166,7 +166,7 @@ fn outcome_name(o: &Outcome) -> &'static str {
 }
 
 async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
-    let transport_label = match sub.transport.as_str() {
+    let transport_label = match &*sub.transport {
         "gcm" => "gcm",
         _ => "apns",
     };
@@ -244,7 +244,12 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
             rec["new_token"] = json!(new);
             if let Err(e) = ctx
                 .subs
-                .replace_token(sub.transport.clone(), sub.token.clone(), new.clone(), None)
+                .replace_token(
+                    sub.transport.to_string(),
+                    sub.token.clone(),
+                    new.clone(),
+                    None,
+                )
                 .await
             {
                 tracing::error!(error = %e, "could not replace a token");

@@ -7,8 +7,8 @@
 
 pub mod sqlite;
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
@@ -19,10 +19,13 @@ pub use sqlite::SqliteStore;
 pub struct Subscription {
     pub context_id: i32,
     pub user_id: i32,
-    pub client: String,
-    pub transport: String,
+    /// Interned: many subscriptions share one client id.
+    pub client: Arc<str>,
+    /// Interned: one of a handful of transport ids.
+    pub transport: Arc<str>,
     pub token: String,
-    pub topics: Vec<String>,
+    /// Interned: most subscriptions share one topic list.
+    pub topics: Arc<[String]>,
     /// UNIX milliseconds.
     pub created: i64,
 }
@@ -72,7 +75,9 @@ pub trait Store: Send + Sync + 'static {
         context_id: Option<i32>,
     ) -> Result<Vec<Subscription>, StoreError>;
     /// Every stored subscription (read once at startup to build the index).
-    fn load_all(&self) -> Result<Vec<Subscription>, StoreError>;
+    /// Hands every stored subscription to `f` (read once at startup to build the index),
+    /// without collecting them first.
+    fn load_all(&self, f: &mut dyn FnMut(Subscription)) -> Result<(), StoreError>;
 }
 
 /// Identity of one subscription row.
@@ -90,8 +95,8 @@ impl From<&Subscription> for SubKey {
         SubKey {
             context_id: s.context_id,
             user_id: s.user_id,
-            client: s.client.clone(),
-            transport: s.transport.clone(),
+            client: s.client.to_string(),
+            transport: s.transport.to_string(),
             token: s.token.clone(),
         }
     }
@@ -99,26 +104,63 @@ impl From<&Subscription> for SubKey {
 
 type Index = HashMap<(i32, i32), Vec<Arc<Subscription>>>;
 
+/// Shares equal client ids, transports and topic lists between subscriptions, so that 100,000
+/// subscriptions cost little more than their tokens.
+#[derive(Default)]
+struct Interner {
+    strs: HashSet<Arc<str>>,
+    topics: HashSet<Arc<[String]>>,
+}
+
+impl Interner {
+    fn intern(&mut self, mut s: Subscription) -> Subscription {
+        s.client = self.str(&s.client);
+        s.transport = self.str(&s.transport);
+        s.topics = match self.topics.get(&*s.topics) {
+            Some(t) => t.clone(),
+            None => {
+                self.topics.insert(s.topics.clone());
+                s.topics
+            }
+        };
+        s
+    }
+    fn str(&mut self, v: &Arc<str>) -> Arc<str> {
+        match self.strs.get(&**v) {
+            Some(x) => x.clone(),
+            None => {
+                self.strs.insert(v.clone());
+                v.clone()
+            }
+        }
+    }
+}
+
 /// The durable store plus its in-memory index.
 #[derive(Clone)]
 pub struct Subscriptions {
     store: Arc<dyn Store>,
     index: Arc<RwLock<Index>>,
+    interner: Arc<Mutex<Interner>>,
 }
 
 impl Subscriptions {
     /// Loads every stored subscription into memory.
     pub fn open(store: Arc<dyn Store>) -> Result<Subscriptions, StoreError> {
         let mut index = Index::new();
-        for s in store.load_all()? {
+        let mut interner = Interner::default();
+        store.load_all(&mut |s| {
+            let s = interner.intern(s);
             index
                 .entry((s.context_id, s.user_id))
                 .or_default()
                 .push(Arc::new(s));
-        }
+        })?;
+        index.shrink_to_fit();
         Ok(Subscriptions {
             store,
             index: Arc::new(RwLock::new(index)),
+            interner: Arc::new(Mutex::new(interner)),
         })
     }
 
@@ -170,6 +212,7 @@ impl Subscriptions {
 
     /// Stores a subscription; a previous holder of the same (client, transport, token) is replaced.
     pub async fn put(&self, sub: Subscription) -> Result<(), StoreError> {
+        let sub = self.interner.lock().expect("interner lock").intern(sub);
         let s2 = sub.clone();
         let previous = self.blocking(move |st| st.put(&s2)).await?;
         let mut idx = self.index.write().expect("index lock");
@@ -226,9 +269,14 @@ impl Subscriptions {
             old_key.token = old.clone();
             remove_from(&mut idx, &old_key);
             remove_from(&mut idx, &SubKey::from(s));
+            let s = self
+                .interner
+                .lock()
+                .expect("interner lock")
+                .intern(s.clone());
             idx.entry((s.context_id, s.user_id))
                 .or_default()
-                .push(Arc::new(s.clone()));
+                .push(Arc::new(s));
         }
         Ok(updated.len())
     }
@@ -237,7 +285,7 @@ impl Subscriptions {
 fn remove_from(idx: &mut Index, key: &SubKey) {
     if let Some(list) = idx.get_mut(&(key.context_id, key.user_id)) {
         list.retain(|s| {
-            !(s.client == key.client && s.transport == key.transport && s.token == key.token)
+            !(*s.client == *key.client && *s.transport == *key.transport && s.token == key.token)
         });
         if list.is_empty() {
             idx.remove(&(key.context_id, key.user_id));
@@ -264,7 +312,7 @@ mod tests {
             client: "c".into(),
             transport: "apn".into(),
             token: "ab".into(),
-            topics: t.iter().map(|s| s.to_string()).collect(),
+            topics: t.iter().map(|s| s.to_string()).collect::<Vec<_>>().into(),
             created: 0,
         }
     }

@@ -62,12 +62,12 @@ impl SqliteStore {
                 .map_err(db)?;
             for s in subs {
                 let topics =
-                    serde_json::to_string(&s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
+                    serde_json::to_string(&*s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
                 st.execute(params![
                     s.context_id,
                     s.user_id,
-                    s.client,
-                    s.transport,
+                    &*s.client,
+                    &*s.transport,
                     s.token,
                     topics,
                     s.created
@@ -109,10 +109,12 @@ fn row_to_sub(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
     Ok(Subscription {
         context_id: r.get(0)?,
         user_id: r.get(1)?,
-        client: r.get(2)?,
-        transport: r.get(3)?,
+        client: r.get::<_, String>(2)?.into(),
+        transport: r.get::<_, String>(3)?.into(),
         token: r.get(4)?,
-        topics: serde_json::from_str(&topics).unwrap_or_default(),
+        topics: serde_json::from_str::<Vec<String>>(&topics)
+            .unwrap_or_default()
+            .into(),
         created: r.get(6)?,
     })
 }
@@ -126,19 +128,20 @@ impl Store for SqliteStore {
         let prev = tx
             .query_row(
                 &format!("SELECT {COLS} FROM subscriptions WHERE client=?1 AND transport=?2 AND token=?3"),
-                params![s.client, s.transport, s.token],
+                params![&*s.client, &*s.transport, s.token],
                 row_to_sub,
             )
             .optional()
             .map_err(db)?;
-        let topics = serde_json::to_string(&s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
+        let topics =
+            serde_json::to_string(&*s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
         tx.execute(
             &format!("INSERT OR REPLACE INTO subscriptions ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"),
             params![
                 s.context_id,
                 s.user_id,
-                s.client,
-                s.transport,
+                &*s.client,
+                &*s.transport,
                 s.token,
                 topics,
                 s.created
@@ -207,12 +210,12 @@ impl Store for SqliteStore {
         for s in &mut found {
             tx.execute(
                 "DELETE FROM subscriptions WHERE client=?1 AND transport=?2 AND token=?3",
-                params![s.client, s.transport, old],
+                params![&*s.client, &*s.transport, old],
             )
             .map_err(db)?;
             s.token = new.to_string();
             let topics =
-                serde_json::to_string(&s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
+                serde_json::to_string(&*s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
             tx.execute(
                 &format!(
                     "INSERT OR REPLACE INTO subscriptions ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
@@ -220,8 +223,8 @@ impl Store for SqliteStore {
                 params![
                     s.context_id,
                     s.user_id,
-                    s.client,
-                    s.transport,
+                    &*s.client,
+                    &*s.transport,
                     s.token,
                     topics,
                     s.created
@@ -233,13 +236,20 @@ impl Store for SqliteStore {
         Ok(found)
     }
 
-    fn load_all(&self) -> Result<Vec<Subscription>, StoreError> {
+    fn load_all(&self, f: &mut dyn FnMut(Subscription)) -> Result<(), StoreError> {
         let conn = self.lock();
-        let mut st = conn
-            .prepare(&format!("SELECT {COLS} FROM subscriptions"))
-            .map_err(db)?;
-        let rows = st.query_map([], row_to_sub).map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        {
+            let mut st = conn
+                .prepare(&format!("SELECT {COLS} FROM subscriptions"))
+                .map_err(db)?;
+            let mut rows = st.query([]).map_err(db)?;
+            while let Some(r) = rows.next().map_err(db)? {
+                f(row_to_sub(r).map_err(db)?);
+            }
+        }
+        // The startup scan filled SQLite's page cache; give that memory back.
+        conn.execute_batch("PRAGMA shrink_memory;").map_err(db)?;
+        Ok(())
     }
 }
 
@@ -276,13 +286,15 @@ mod tests {
             client: client.into(),
             transport: "apn".into(),
             token: "aa".into(),
-            topics: vec!["ox:mail:new".into()],
+            topics: vec!["ox:mail:new".to_string()].into(),
             created: 1,
         };
         st.put(&mk(1, 1, "x")).unwrap();
         st.put(&mk(1, 2, "y")).unwrap();
         st.put(&mk(2, 2, "z")).unwrap();
         assert_eq!(st.remove_token(1, "apn", "aa").unwrap().len(), 2);
-        assert_eq!(st.load_all().unwrap().len(), 1);
+        let mut n = 0;
+        st.load_all(&mut |_| n += 1).unwrap();
+        assert_eq!(n, 1);
     }
 }
