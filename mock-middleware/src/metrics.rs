@@ -16,18 +16,18 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
-    pub result: String,
+    pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PushLabel {
-    pub transport: String,
-    pub outcome: String,
+    pub transport: &'static str,
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransportLabel {
-    pub transport: String,
+    pub transport: &'static str,
 }
 
 const RESERVOIR: usize = 200_000;
@@ -99,29 +99,22 @@ impl Metrics {
         }
     }
 
-    pub fn notification(&self, result: &str) {
+    pub fn notification(&self, result: &'static str) {
         self.notifications
-            .get_or_create(&ResultLabel {
-                result: result.into(),
-            })
+            .get_or_create(&ResultLabel { result })
             .inc();
     }
 
-    pub fn push(&self, transport: &str, outcome: &str) {
+    pub fn push(&self, transport: &'static str, outcome: &'static str) {
         self.pushes
-            .get_or_create(&PushLabel {
-                transport: transport.into(),
-                outcome: outcome.into(),
-            })
+            .get_or_create(&PushLabel { transport, outcome })
             .inc();
     }
 
     /// Records one notification→acknowledged latency.
-    pub fn ack_latency(&self, transport: &str, seconds: f64) {
+    pub fn ack_latency(&self, transport: &'static str, seconds: f64) {
         self.push_latency
-            .get_or_create(&TransportLabel {
-                transport: transport.into(),
-            })
+            .get_or_create(&TransportLabel { transport })
             .observe(seconds);
         let mut g = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let (v, next) = &mut *g;

@@ -8,15 +8,116 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use serde::Deserialize;
-use serde_json::Value;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::event::MailEvent;
+
+/// One notify request as recorded. Kept compact (raw body, typed event) and rendered as JSON
+/// only when `/mock/notifications` is read, so recording costs little on the hot path.
+#[derive(Debug, Clone)]
+pub struct NotificationRecord {
+    pub seq: u64,
+    pub received_ms: i64,
+    pub headers: HeaderMap,
+    pub body: Option<Bytes>,
+    pub status: u16,
+    pub result: &'static str,
+    pub note: Option<&'static str>,
+    pub event: Option<Arc<MailEvent>>,
+}
+
+impl NotificationRecord {
+    pub fn new(seq: u64, received_ms: i64, headers: HeaderMap) -> NotificationRecord {
+        NotificationRecord {
+            seq,
+            received_ms,
+            headers,
+            body: None,
+            status: 0,
+            result: "",
+            note: None,
+            event: None,
+        }
+    }
+
+    /// The JSON shape served by `GET /mock/notifications`; secrets are redacted here.
+    pub fn to_json(&self) -> Value {
+        let mut h = Map::new();
+        for (k, v) in &self.headers {
+            let v = if k == header::AUTHORIZATION || k == header::COOKIE {
+                "<redacted>".to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            h.insert(k.as_str().to_string(), Value::String(v));
+        }
+        let body = self.body.as_ref().map(|b| {
+            serde_json::from_slice::<Value>(b)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
+        });
+        let mut v = json!({
+            "seq": self.seq,
+            "received_ms": self.received_ms,
+            "method": "PUT",
+            "path": "/preliminary/http-notify/v1/notify",
+            "headers": h,
+            "body": body,
+            "status": self.status,
+            "result": self.result,
+        });
+        if let Some(n) = self.note {
+            v["note"] = json!(n);
+        }
+        if let Some(e) = &self.event {
+            v["event"] = e.ox_properties();
+        }
+        v
+    }
+}
+
+/// One push as recorded (rendered by `GET /mock/pushes`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PushRecord {
+    pub seq: u64,
+    pub notification_seq: u64,
+    pub context_id: i32,
+    pub user_id: i32,
+    pub client: Arc<str>,
+    pub transport: Arc<str>,
+    pub token: String,
+    pub provider: &'static str,
+    pub outcome: &'static str,
+    pub finished_ms: i64,
+    pub status: Option<u16>,
+    pub reason: String,
+    pub url: String,
+    pub request: Value,
+    pub attempts: u32,
+    pub history: Vec<Value>,
+    pub latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_token: Option<String>,
+}
 
 /// Bounded, ordered recordings; the oldest entries fall off when `max` is reached.
 pub struct Recorder {
     max: usize,
     seq: AtomicU64,
-    notifications: Mutex<VecDeque<Value>>,
-    pushes: Mutex<VecDeque<Value>>,
+    notifications: Mutex<VecDeque<NotificationRecord>>,
+    pushes: Mutex<VecDeque<PushRecord>>,
+}
+
+fn push_bounded<T>(max: usize, list: &Mutex<VecDeque<T>>, v: T) {
+    let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
+    if l.len() >= max {
+        l.pop_front();
+    }
+    l.push_back(v);
 }
 
 impl Recorder {
@@ -34,37 +135,35 @@ impl Recorder {
         self.seq.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn push_bounded(&self, list: &Mutex<VecDeque<Value>>, v: Value) {
-        let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
-        if l.len() >= self.max {
-            l.pop_front();
-        }
-        l.push_back(v);
+    pub fn record_notification(&self, v: NotificationRecord) {
+        push_bounded(self.max, &self.notifications, v);
     }
 
-    pub fn record_notification(&self, v: Value) {
-        self.push_bounded(&self.notifications, v);
-    }
-
-    pub fn record_push(&self, v: Value) {
-        self.push_bounded(&self.pushes, v);
+    pub fn record_push(&self, v: PushRecord) {
+        push_bounded(self.max, &self.pushes, v);
     }
 
     pub fn notifications(&self) -> Vec<Value> {
-        self.notifications
+        let l: Vec<NotificationRecord> = self
+            .notifications
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .cloned()
-            .collect()
+            .collect();
+        l.iter().map(NotificationRecord::to_json).collect()
     }
 
     pub fn pushes(&self) -> Vec<Value> {
-        self.pushes
+        let l: Vec<PushRecord> = self
+            .pushes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .cloned()
+            .collect();
+        l.iter()
+            .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
             .collect()
     }
 
@@ -183,13 +282,25 @@ mod tests {
     }
 
     #[test]
-    fn recorder_is_bounded_and_ordered() {
+    fn recorder_is_bounded_ordered_and_redacts() {
         let r = Recorder::new(2);
         for i in 0..3 {
-            r.record_push(serde_json::json!(i));
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, "Basic c2VjcmV0".parse().unwrap());
+            let mut n = NotificationRecord::new(i, 0, h);
+            n.body = Some(Bytes::from_static(b"{not json"));
+            r.record_notification(n);
         }
-        assert_eq!(r.pushes(), vec![serde_json::json!(1), serde_json::json!(2)]);
+        let got = r.notifications();
+        assert_eq!(
+            got.iter()
+                .map(|v| v["seq"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(got[0]["headers"]["authorization"], "<redacted>");
+        assert_eq!(got[0]["body"], "{not json");
         r.clear();
-        assert!(r.pushes().is_empty());
+        assert!(r.notifications().is_empty());
     }
 }

@@ -14,13 +14,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use http_body_util::BodyExt;
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use super::State as S;
 use crate::event::MailEvent;
 use crate::push::PushJob;
+use crate::recording::NotificationRecord;
 use crate::store::now_ms;
 
 /// Largest accepted request body.
@@ -88,34 +91,28 @@ fn unauthorized() -> Response {
     r
 }
 
-/// Headers as recorded: secrets redacted.
-fn recorded_headers(headers: &HeaderMap) -> Value {
-    let mut m = Map::new();
-    for (k, v) in headers {
-        let v = if k == header::AUTHORIZATION || k == header::COOKIE {
-            "<redacted>".to_string()
-        } else {
-            String::from_utf8_lossy(v.as_bytes()).into_owned()
-        };
-        m.insert(k.as_str().to_string(), Value::String(v));
-    }
-    Value::Object(m)
+/// The fields of the notify body that OX reads; everything else is ignored (and recorded).
+#[derive(Deserialize)]
+struct NotifyBody {
+    event: Option<Value>,
+    user: Option<Value>,
+    folder: Option<Value>,
+    #[serde(rename = "imap-uid")]
+    imap_uid: Option<Value>,
+    unread: Option<Value>,
+    unseen: Option<Value>,
+    from: Option<Value>,
+    subject: Option<Value>,
 }
 
 /// The notify handler.
 pub async fn notify(State(s): State<S>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let seq = s.recorder.next_seq();
-    let mut rec = json!({
-        "seq": seq,
-        "received_ms": now_ms(),
-        "method": "PUT",
-        "path": "/preliminary/http-notify/v1/notify",
-        "headers": recorded_headers(&headers),
-    });
+    let mut rec = NotificationRecord::new(seq, now_ms(), headers.clone());
     let (result, response) = handle(&s, &headers, body, seq, &mut rec).await;
-    rec["status"] = json!(response.status().as_u16());
-    rec["result"] = json!(result);
+    rec.status = response.status().as_u16();
+    rec.result = result;
     s.recorder.record_notification(rec);
     s.metrics.notification(result);
     s.metrics
@@ -129,7 +126,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
     seq: u64,
-    rec: &mut Value,
+    rec: &mut NotificationRecord,
 ) -> (&'static str, Response) {
     if let Some(fault) = s.faults.take() {
         if fault.delay_ms > 0 {
@@ -191,7 +188,8 @@ async fn handle(
             )
         }
     };
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+    rec.body = Some(bytes.clone());
+    let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
         return (
             "missing_body",
             error(
@@ -199,39 +197,47 @@ async fn handle(
                 "Missing request body (OX SVL-0023).",
             ),
         );
-    }
-    let parsed: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            rec["body"] = json!(String::from_utf8_lossy(&bytes));
+    };
+    let parsed: NotifyBody = match serde_json::from_slice(&bytes) {
+        Ok(v) if *first == b'{' => v,
+        Err(e) if *first == b'{' => {
             return (
                 "malformed",
                 error(
                     StatusCode::BAD_REQUEST,
                     &format!("The body is not valid JSON: {e}."),
                 ),
-            );
+            )
+        }
+        _ if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() => {
+            return (
+                "json_error",
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The body must be a JSON object (OX SVL-0009).",
+                ),
+            )
+        }
+        _ => {
+            return (
+                "malformed",
+                error(StatusCode::BAD_REQUEST, "The body is not valid JSON."),
+            )
         }
     };
-    rec["body"] = parsed.clone();
-    let Some(obj) = parsed.as_object() else {
-        return (
-            "json_error",
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The body must be a JSON object (OX SVL-0009).",
-            ),
-        );
-    };
-    if obj.get("event").and_then(Value::as_str) != Some("messageNew") {
+    if parsed.event.as_ref().and_then(Value::as_str) != Some("messageNew") {
         return ("ignored_event", success());
     }
-    let Some((user_id, context_id)) = obj.get("user").and_then(Value::as_str).and_then(parse_user)
+    let Some((user_id, context_id)) = parsed
+        .user
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(parse_user)
     else {
-        rec["note"] = json!("user is not <userId>@<contextId>; OX ignores such notifications");
+        rec.note = Some("user is not <userId>@<contextId>; OX ignores such notifications");
         return ("ignored_user", success());
     };
-    let Some(folder) = obj.get("folder").and_then(Value::as_str) else {
+    let Some(folder) = parsed.folder.as_ref().and_then(Value::as_str) else {
         return (
             "missing_field",
             error(
@@ -240,7 +246,7 @@ async fn handle(
             ),
         );
     };
-    let Some(uid) = obj.get("imap-uid").and_then(as_long) else {
+    let Some(uid) = parsed.imap_uid.as_ref().and_then(as_long) else {
         return (
             "missing_field",
             error(
@@ -249,23 +255,23 @@ async fn handle(
             ),
         );
     };
-    let count = |k: &str| obj.get(k).and_then(as_long);
-    let unread = match (count("unread"), s.settings.strict_ox) {
+    let count = |v: &Option<Value>| v.as_ref().and_then(as_long);
+    let unread = match (count(&parsed.unread), s.settings.strict_ox) {
         (Some(n), _) => n,
-        (None, false) => count("unseen").unwrap_or(-1),
+        (None, false) => count(&parsed.unseen).unwrap_or(-1),
         (None, true) => -1,
     };
-    let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
-    let event = MailEvent::new(
+    let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_string);
+    let event = Arc::new(MailEvent::new(
         context_id,
         user_id,
         folder.to_string(),
         uid,
-        text("from"),
-        text("subject"),
+        text(&parsed.from),
+        text(&parsed.subject),
         unread,
-    );
-    rec["event"] = event.ox_properties();
+    ));
+    rec.event = Some(event.clone());
     let subs: Vec<_> = s
         .subs
         .for_user(context_id, user_id)

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::config::{wildcard_match, Settings};
 use crate::event::MailEvent;
 use crate::metrics::Metrics;
-use crate::recording::Recorder;
+use crate::recording::{PushRecord, Recorder};
 use crate::store::{now_ms, SubKey, Subscription, Subscriptions};
 use payload::{BuildError, Kind, Message};
 
@@ -30,7 +30,7 @@ use payload::{BuildError, Kind, Message};
 pub struct PushJob {
     pub seq: u64,
     pub received: Instant,
-    pub event: MailEvent,
+    pub event: Arc<MailEvent>,
     pub subs: Vec<Arc<Subscription>>,
 }
 
@@ -170,24 +170,36 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
         "gcm" => "gcm",
         _ => "apns",
     };
-    let mut rec = json!({
-        "seq": ctx.recorder.next_seq(),
-        "notification_seq": job.seq,
-        "context_id": sub.context_id,
-        "user_id": sub.user_id,
-        "client": sub.client,
-        "transport": sub.transport,
-        "token": sub.token,
-    });
-    let finish = |rec: &mut Value, provider: &str, outcome: &str| {
-        rec["provider"] = json!(provider);
-        rec["outcome"] = json!(outcome);
-        rec["finished_ms"] = json!(now_ms());
+    let mut rec = PushRecord {
+        seq: ctx.recorder.next_seq(),
+        notification_seq: job.seq,
+        context_id: sub.context_id,
+        user_id: sub.user_id,
+        client: sub.client.clone(),
+        transport: sub.transport.clone(),
+        token: sub.token.clone(),
+        provider: transport_label,
+        outcome: "",
+        finished_ms: 0,
+        status: None,
+        reason: String::new(),
+        url: String::new(),
+        request: Value::Null,
+        attempts: 0,
+        history: Vec::new(),
+        latency_ms: 0.0,
+        new_token: None,
+    };
+    let finish = |mut rec: PushRecord, provider: &'static str, outcome: &'static str| {
+        rec.provider = provider;
+        rec.outcome = outcome;
+        rec.finished_ms = now_ms();
+        rec.latency_ms = job.received.elapsed().as_secs_f64() * 1000.0;
         ctx.metrics.push(provider, outcome);
+        ctx.recorder.record_push(rec);
     };
     if !ctx.allowed.is_empty() && !ctx.allowed.iter().any(|p| wildcard_match(p, &sub.client)) {
-        finish(&mut rec, transport_label, "client_not_allowed");
-        return ctx.recorder.record_push(rec);
+        return finish(rec, transport_label, "client_not_allowed");
     }
     let provider = if transport_label == "gcm" {
         &ctx.providers.gcm
@@ -195,28 +207,23 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
         &ctx.providers.apns
     };
     let Some(provider) = provider else {
-        finish(&mut rec, transport_label, "transport_disabled");
-        return ctx.recorder.record_push(rec);
+        return finish(rec, transport_label, "transport_disabled");
     };
     let msg = match payload::build(&sub.client, provider.kind(), &job.event) {
         Ok(m) => m,
-        Err(BuildError::NoGenerator) => {
-            finish(&mut rec, provider.name(), "no_generator");
-            return ctx.recorder.record_push(rec);
-        }
+        Err(BuildError::NoGenerator) => return finish(rec, provider.name(), "no_generator"),
         Err(BuildError::TooLarge(n)) => {
-            rec["reason"] = json!(format!("payload of {n} bytes cannot be cut to 4096"));
-            finish(&mut rec, provider.name(), "payload_too_large");
-            return ctx.recorder.record_push(rec);
+            rec.reason = format!("payload of {n} bytes cannot be cut to 4096");
+            return finish(rec, provider.name(), "payload_too_large");
         }
     };
     let started = Instant::now();
     let mut attempts = 0u32;
-    let mut history = Vec::new();
     let last = loop {
         attempts += 1;
         let a = provider.send(&sub.token, &msg).await;
-        history.push(json!({"status": a.status, "reason": a.reason}));
+        rec.history
+            .push(json!({"status": a.status, "reason": a.reason}));
         let Outcome::Retry(after) = a.outcome else {
             break a;
         };
@@ -226,13 +233,9 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
         }
         tokio::time::sleep(delay).await;
     };
-    let name = outcome_name(&last.outcome);
-    match &last.outcome {
-        Outcome::Delivered | Outcome::Replace(_) => {
-            ctx.metrics
-                .ack_latency(provider.name(), job.received.elapsed().as_secs_f64());
-        }
-        _ => {}
+    if matches!(last.outcome, Outcome::Delivered | Outcome::Replace(_)) {
+        ctx.metrics
+            .ack_latency(provider.name(), job.received.elapsed().as_secs_f64());
     }
     match &last.outcome {
         Outcome::DropToken => {
@@ -241,7 +244,7 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
             }
         }
         Outcome::Replace(new) => {
-            rec["new_token"] = json!(new);
+            rec.new_token = Some(new.clone());
             if let Err(e) = ctx
                 .subs
                 .replace_token(
@@ -260,15 +263,13 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
         }
         _ => {}
     }
-    rec["status"] = json!(last.status);
-    rec["reason"] = json!(last.reason);
-    rec["url"] = json!(last.url);
-    rec["request"] = last.request;
-    rec["attempts"] = json!(attempts);
-    rec["history"] = json!(history);
-    rec["latency_ms"] = json!(job.received.elapsed().as_secs_f64() * 1000.0);
-    finish(&mut rec, provider.name(), name);
-    ctx.recorder.record_push(rec);
+    let name = outcome_name(&last.outcome);
+    rec.status = last.status;
+    rec.reason = last.reason;
+    rec.url = last.url;
+    rec.request = last.request;
+    rec.attempts = attempts;
+    finish(rec, provider.name(), name);
 }
 
 #[cfg(test)]
