@@ -47,7 +47,7 @@ for run in $(seq 1 "$RUNS"); do
   OUT=$("$MM_BIN" init-demo --dir "$D" --http-port "$HTTP" --admin-port "$ADMIN" --apns-port "$APNS" --fcm-port "$FCM" --fake-admin-port "$FADMIN")
   URL=$(sed -n 's/^http-notify URL for Dovecot: //p' <<<"$OUT")
   PASS=$(sed -E 's#^http://dovecot:([^@]*)@.*#\1#' <<<"$URL")
-  printf 'mock.recordings.max=1000\nmock.push.concurrency=512\nmock.queue.capacity=65536\n' >> "$D/mock.properties"
+  printf 'mock.recordings.max=1000\nmock.push.concurrency=512\nmock.queue.capacity=65536\nmock.fake.records.max=1000\n' >> "$D/mock.properties"
   "$MM_BIN" load seed --db "$D/mock-middleware.sqlite" --users "$SUBS" >/dev/null
   RUST_LOG=warn "$MM_BIN" fake-providers --config-dir "$D" 2>"$D/fakes.log" & PIDS+=($!)
   RUST_LOG=warn "$MM_BIN" serve --config-dir "$D" 2>"$D/serve.log" & SERVE=$!; PIDS+=($SERVE)

@@ -141,6 +141,9 @@ pub fn fake_setup(dir: &Path) -> Result<FakeSetup, DemoError> {
         cfg.fcm_account = Some((email, Arc::new(key)));
     }
     cfg.gcm_key = settings.gcm.key.clone();
+    cfg.records_max = get("mock.fake.records.max", "10000")
+        .parse()
+        .unwrap_or(10_000);
     let client_ca_pem = settings
         .tls_ca_file
         .as_ref()

@@ -10,7 +10,6 @@ use std::sync::Mutex;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::http::{header, HeaderMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -23,8 +22,10 @@ use crate::event::MailEvent;
 pub struct NotificationRecord {
     pub seq: u64,
     pub received_ms: i64,
-    pub headers: HeaderMap,
-    pub body: Option<Bytes>,
+    /// Header names and values, secrets already redacted. Copied, not shared: a shared
+    /// `HeaderMap` or body would pin hyper's whole read buffer for as long as it is recorded.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Box<[u8]>>,
     pub status: u16,
     pub result: &'static str,
     pub note: Option<&'static str>,
@@ -32,7 +33,18 @@ pub struct NotificationRecord {
 }
 
 impl NotificationRecord {
-    pub fn new(seq: u64, received_ms: i64, headers: HeaderMap) -> NotificationRecord {
+    pub fn new(seq: u64, received_ms: i64, headers: &HeaderMap) -> NotificationRecord {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| {
+                let v = if k == header::AUTHORIZATION || k == header::COOKIE {
+                    "<redacted>".to_string()
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                };
+                (k.as_str().to_string(), v)
+            })
+            .collect();
         NotificationRecord {
             seq,
             received_ms,
@@ -45,16 +57,16 @@ impl NotificationRecord {
         }
     }
 
-    /// The JSON shape served by `GET /mock/notifications`; secrets are redacted here.
+    /// Records a copy of the body.
+    pub fn set_body(&mut self, b: &[u8]) {
+        self.body = Some(b.into());
+    }
+
+    /// The JSON shape served by `GET /mock/notifications` (secrets were redacted on recording).
     pub fn to_json(&self) -> Value {
         let mut h = Map::new();
         for (k, v) in &self.headers {
-            let v = if k == header::AUTHORIZATION || k == header::COOKIE {
-                "<redacted>".to_string()
-            } else {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            };
-            h.insert(k.as_str().to_string(), Value::String(v));
+            h.insert(k.clone(), Value::String(v.clone()));
         }
         let body = self.body.as_ref().map(|b| {
             serde_json::from_slice::<Value>(b)
@@ -287,8 +299,8 @@ mod tests {
         for i in 0..3 {
             let mut h = HeaderMap::new();
             h.insert(header::AUTHORIZATION, "Basic c2VjcmV0".parse().unwrap());
-            let mut n = NotificationRecord::new(i, 0, h);
-            n.body = Some(Bytes::from_static(b"{not json"));
+            let mut n = NotificationRecord::new(i, 0, &h);
+            n.set_body(b"{not json");
             r.record_notification(n);
         }
         let got = r.notifications();

@@ -39,6 +39,8 @@ pub struct FakeConfig {
     pub token_lifetime_s: u64,
     /// Legacy GCM server key.
     pub gcm_key: Option<String>,
+    /// Requests kept for `GET /fake/requests` (oldest dropped); 0 means the default 10,000.
+    pub records_max: usize,
 }
 
 /// One scripted answer (`POST /fake/script`).
@@ -95,7 +97,12 @@ impl FakeState {
 
     pub fn record(&self, v: Value) {
         let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if r.len() >= 100_000 {
+        let max = if self.cfg.records_max == 0 {
+            10_000
+        } else {
+            self.cfg.records_max
+        };
+        if r.len() >= max {
             r.pop_front();
         }
         r.push_back(v);

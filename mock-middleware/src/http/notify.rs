@@ -109,7 +109,7 @@ struct NotifyBody {
 pub async fn notify(State(s): State<S>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let seq = s.recorder.next_seq();
-    let mut rec = NotificationRecord::new(seq, now_ms(), headers.clone());
+    let mut rec = NotificationRecord::new(seq, now_ms(), &headers);
     let (result, response) = handle(&s, &headers, body, seq, &mut rec).await;
     rec.status = response.status().as_u16();
     rec.result = result;
@@ -188,7 +188,7 @@ async fn handle(
             )
         }
     };
-    rec.body = Some(bytes.clone());
+    rec.set_body(&bytes);
     let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
         return (
             "missing_body",
