@@ -376,7 +376,15 @@ fn read_more(conn: &mut Stream, buf: &mut Vec<u8>, deadline: Instant) -> Result<
     let left = remaining(deadline).ok_or(Attempt::Other(TransportError::Timeout))?;
     let _ = conn.tcp().set_read_timeout(Some(left));
     let mut chunk = [0u8; 4096];
-    match conn.read(&mut chunk) {
+    // EINTR is routine here: in LMTP, Dovecot changes the process's euid per
+    // recipient, and glibc signals every thread to follow.
+    let result = loop {
+        match conn.read(&mut chunk) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    match result {
         Ok(n) => {
             buf.extend_from_slice(&chunk[..n]);
             Ok(n)

@@ -73,6 +73,8 @@ pub struct Endpoint {
     idle: Condvar,
     pub stats: Stats,
     aborter: Mutex<Option<Aborter>>,
+    /// Sent items whose files could not be deleted yet.
+    pending_removals: Mutex<Vec<std::path::PathBuf>>,
     started: AtomicBool,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
@@ -141,6 +143,7 @@ pub fn endpoint_for(config: &Config, tls: &TlsSettings) -> (Arc<Endpoint>, Optio
         idle: Condvar::new(),
         stats: Stats::default(),
         aborter: Mutex::new(None),
+        pending_removals: Mutex::new(Vec::new()),
         started: AtomicBool::new(false),
         thread: Mutex::new(None),
     });
@@ -167,8 +170,9 @@ impl Endpoint {
         if let Some(spool) = &self.spool {
             if let Err(e) = spool.write(&mut item) {
                 spool_error = Some(format!(
-                    "Writing to spool {} failed ({e}); this notification is kept in memory only",
-                    spool.dir().display()
+                    "Writing to the spool in {} failed ({e}); this notification is kept in \
+                     memory only",
+                    self.config.spool_dir.display()
                 ));
             }
         }
@@ -194,9 +198,7 @@ impl Endpoint {
             let idx = usize::from(st.busy);
             if let Some(old) = st.queue.remove(idx) {
                 st.bytes -= old.size();
-                if let Some(s) = &self.spool {
-                    s.remove(&old);
-                }
+                self.remove_file_of(&old);
                 dropped += 1;
             }
         }
@@ -256,13 +258,27 @@ impl Endpoint {
 
     fn write_stats(&self) {
         if let Some(spool) = &self.spool {
-            let depth = self.state.lock().map(|s| s.queue.len()).unwrap_or(0);
-            let path = spool.dir().join(format!("stats-{}.json", std::process::id()));
-            let tmp = spool.dir().join("tmp").join(format!("stats-{}.json", std::process::id()));
-            if std::fs::write(&tmp, self.stats.to_json(depth, &self.label)).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
+            spool.write_stats(&self.stats.to_json(self.depth(), &self.label));
+        }
+    }
+
+    /// Deletes an item's spool file, or remembers it for later when the
+    /// current euid may not (LMTP serving another uid right now).
+    fn remove_file_of(&self, item: &Item) {
+        if let (Some(spool), Some(file)) = (&self.spool, &item.file) {
+            if !spool.remove_file(file) {
+                self.pending_removals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(file.clone());
             }
         }
+    }
+
+    fn retry_removals(&self) {
+        let Some(spool) = &self.spool else { return };
+        let mut pending = self.pending_removals.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|f| !spool.remove_file(f));
     }
 
     fn run(self: Arc<Self>, tls: TlsSettings) {
@@ -279,6 +295,7 @@ impl Endpoint {
                 stats_dirty = false;
                 last_stats = Instant::now();
             }
+            self.retry_removals();
             if last_scan.elapsed() >= RESCAN_INTERVAL {
                 last_scan = Instant::now();
                 self.adopt_orphans();
@@ -398,9 +415,7 @@ impl Endpoint {
             st.bytes = st.bytes.saturating_sub(item.size());
         }
         drop(st);
-        if let Some(s) = &self.spool {
-            s.remove(item);
-        }
+        self.remove_file_of(item);
     }
 
     /// Waits until the queue is empty or `until` passes; true when empty.
@@ -499,6 +514,12 @@ pub fn shutdown(timeout: Duration) -> Vec<String> {
     for ep in &endpoints {
         ep.stop();
     }
+    for ep in &endpoints {
+        ep.retry_removals();
+        if let Some(s) = &ep.spool {
+            s.release();
+        }
+    }
     let join_until = Instant::now() + Duration::from_millis(50);
     for ep in &endpoints {
         let handle = ep.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -544,5 +565,65 @@ mod tests {
         assert!(matches!(classify(&r(400)), Outcome::Permanent));
         assert!(matches!(classify(&r(302)), Outcome::Permanent));
         assert!(matches!(classify(&Err(TransportError::Timeout)), Outcome::Retry(None)));
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    #[test]
+    fn two_submits_two_distinct_requests() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            for _ in 0..2 {
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                g.lock().unwrap().push(String::from_utf8(body).unwrap());
+                w.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+            }
+        });
+        let dir = tempfile_dir("two-submits");
+        let (cfg, _) = crate::config::parse(&format!(
+            "url=http://127.0.0.1:{port}/n spool_dir={}",
+            dir.display()
+        ))
+        .unwrap();
+        let tls = TlsSettings::default();
+        let (ep, err) = endpoint_for(&cfg, &tls);
+        assert!(err.is_none(), "{err:?}");
+        ep.submit(b"{\"a\":1}".to_vec(), &tls).unwrap();
+        ep.submit(b"{\"b\":2}".to_vec(), &tls).unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while got.lock().unwrap().len() < 2 && Instant::now() < until {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(*got.lock().unwrap(), ["{\"a\":1}", "{\"b\":2}"]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("oxpush-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
     }
 }

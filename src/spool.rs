@@ -19,8 +19,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// One queued notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,10 +41,20 @@ impl Item {
 }
 
 pub struct Spool {
-    dir: PathBuf,
+    root: PathBuf,
+    key: String,
+    label: String,
     pid: u32,
     fsync: bool,
     seq: AtomicU64,
+    /// Per effective uid: the endpoint directory and our owner lock in it.
+    /// LMTP runs as root and switches its euid to each recipient's uid, so one
+    /// process writes into several uid directories.
+    dirs: Mutex<HashMap<u32, Arc<Dir>>>,
+}
+
+struct Dir {
+    path: PathBuf,
     /// Held for the life of the process: marks our files as ours.
     _owner: File,
 }
@@ -70,55 +82,80 @@ fn parse_name(name: &str) -> Option<(u64, u32)> {
     Some((created, pid))
 }
 
+fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 impl Spool {
-    /// Opens (creating) the endpoint's spool directory and takes our owner lock.
+    /// Opens the endpoint's spool for the current euid (creating it), so that
+    /// an unusable spool is reported at start, not at the first delivery.
     pub fn open(root: &Path, key: &str, label: &str, fsync: bool) -> io::Result<Spool> {
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
-        let dir = root.join(euid.to_string()).join(key);
+        let spool = Spool {
+            root: root.to_path_buf(),
+            key: key.to_string(),
+            label: label.to_string(),
+            pid: std::process::id(),
+            fsync,
+            seq: AtomicU64::new(0),
+            dirs: Mutex::new(HashMap::new()),
+        };
+        let dir = spool.dir_for(euid())?;
+        // Prove the directory is writable now.
+        let probe = dir.path.join("tmp").join(format!("probe-{}", spool.pid));
+        fs::write(&probe, b"")?;
+        fs::remove_file(&probe)?;
+        Ok(spool)
+    }
+
+    /// The directory of the current euid.
+    pub fn dir(&self) -> Option<PathBuf> {
+        self.dir_for(euid()).ok().map(|d| d.path.clone())
+    }
+
+    fn dir_for(&self, uid: u32) -> io::Result<Arc<Dir>> {
+        let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = dirs.get(&uid) {
+            if d.path.exists() {
+                return Ok(d.clone());
+            }
+        }
+        let path = self.root.join(uid.to_string()).join(&self.key);
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(dir.join("tmp"))?;
-        let pid = std::process::id();
+            .create(path.join("tmp"))?;
         let owner = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
-            .open(dir.join(format!("owner-{pid}.lock")))?;
+            .open(path.join(format!("owner-{}.lock", self.pid)))?;
         if !flock_nb(&owner) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "owner lock held by another process",
             ));
         }
-        let label_path = dir.join("label");
-        if fs::read_to_string(&label_path).ok().as_deref() != Some(label) {
-            let _ = fs::write(&label_path, label);
+        let label_path = path.join("label");
+        if fs::read_to_string(&label_path).ok().as_deref() != Some(self.label.as_str()) {
+            let _ = fs::write(&label_path, &self.label);
         }
-        // Prove the directory is writable now, not at the first delivery.
-        let probe = dir.join("tmp").join(format!("probe-{pid}"));
-        fs::write(&probe, b"")?;
-        fs::remove_file(&probe)?;
-        Ok(Spool {
-            dir,
-            pid,
-            fsync,
-            seq: AtomicU64::new(0),
+        let dir = Arc::new(Dir {
+            path,
             _owner: owner,
-        })
+        });
+        dirs.insert(uid, dir.clone());
+        Ok(dir)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Writes the item's file; on success `item.file` names it.
+    /// Writes the item's file (into the current euid's directory); on success
+    /// `item.file` names it.
     pub fn write(&self, item: &mut Item) -> io::Result<()> {
+        let dir = self.dir_for(euid())?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("{:016}-{}-{}.ntf", item.created_ms, self.pid, seq);
-        let tmp = self.dir.join("tmp").join(&name);
+        let tmp = dir.path.join("tmp").join(&name);
         let mut f = OpenOptions::new()
             .create_new(true)
             .write(true)
@@ -137,10 +174,10 @@ impl Spool {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        let dest = self.dir.join(&name);
+        let dest = dir.path.join(&name);
         fs::rename(&tmp, &dest)?;
         if self.fsync {
-            if let Ok(d) = File::open(&self.dir) {
+            if let Ok(d) = File::open(&dir.path) {
                 let _ = d.sync_all();
             }
         }
@@ -148,71 +185,147 @@ impl Spool {
         Ok(())
     }
 
-    pub fn remove(&self, item: &Item) {
-        if let Some(f) = &item.file {
-            let _ = fs::remove_file(f);
+    /// Removes a file. False when the current euid may not (LMTP is serving
+    /// another uid right now): the caller retries later.
+    pub fn remove_file(&self, file: &Path) -> bool {
+        match fs::remove_file(file) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(_) => false,
         }
+    }
+
+    pub fn remove(&self, item: &Item) -> bool {
+        item.file.as_deref().is_none_or(|f| self.remove_file(f))
+    }
+
+    /// The endpoint directories this euid can look into: its own, or all of
+    /// them when running as root.
+    fn visible_dirs(&self) -> Vec<(u32, PathBuf)> {
+        let me = euid();
+        if me != 0 {
+            return vec![(me, self.root.join(me.to_string()).join(&self.key))];
+        }
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let uid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let p = e.path().join(&self.key);
+                p.is_dir().then_some((uid, p))
+            })
+            .collect()
     }
 
     /// Files left by dead processes (and by an earlier process with our pid),
     /// claimed for us, oldest first. `known` tells which files we already hold.
     pub fn claim_orphans(&self, known: &dyn Fn(&Path) -> bool) -> Vec<Item> {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| n.ends_with(".ntf"))
-            .collect();
-        names.sort();
-        let mut dead_checked: std::collections::HashMap<u32, Option<File>> = Default::default();
         let mut out = Vec::new();
-        for name in names {
-            let Some((_, pid)) = parse_name(&name) else {
-                continue;
-            };
-            let path = self.dir.join(&name);
-            if pid == self.pid {
-                if known(&path) {
-                    continue;
-                }
-            } else {
-                let lock = dead_checked.entry(pid).or_insert_with(|| {
-                    let lock_path = self.dir.join(format!("owner-{pid}.lock"));
-                    match File::open(&lock_path) {
-                        Ok(f) if flock_nb(&f) => Some(f),
-                        Ok(_) => None, // alive
-                        Err(_) => Some(File::open("/dev/null").ok()?),
+        for (uid, path) in self.visible_dirs() {
+            let Ok(entries) = fs::read_dir(&path) else { continue };
+            let names: Vec<String> = entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect();
+            let mut ntf: Vec<&String> = names.iter().filter(|n| n.ends_with(".ntf")).collect();
+            ntf.sort();
+            let mut dead: HashMap<u32, bool> = HashMap::new();
+            let mut is_dead = |pid: u32| -> bool {
+                *dead.entry(pid).or_insert_with(|| {
+                    match File::open(path.join(format!("owner-{pid}.lock"))) {
+                        // Taking the lock proves the owner is gone; it is
+                        // released when `f` drops, and the file removed below.
+                        Ok(f) => flock_nb(&f),
+                        Err(_) => true,
                     }
-                });
-                if lock.is_none() {
+                })
+            };
+            let mut claimed_any = false;
+            for name in &ntf {
+                let Some((created, pid)) = parse_name(name) else { continue };
+                let file = path.join(name);
+                if pid == self.pid {
+                    if known(&file) {
+                        continue;
+                    }
+                } else if !is_dead(pid) {
                     continue;
                 }
+                // We must hold our own owner lock in this directory before
+                // files carry our pid there.
+                if !claimed_any {
+                    if self.dir_for(uid).is_err() {
+                        break;
+                    }
+                    claimed_any = true;
+                }
+                let target = if pid == self.pid {
+                    file
+                } else {
+                    let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                    let new = path.join(format!("{created:016}-{}-{seq}.ntf", self.pid));
+                    if fs::rename(&file, &new).is_err() {
+                        continue; // someone else claimed it first
+                    }
+                    new
+                };
+                match read_item(&target) {
+                    Some(item) => out.push(item),
+                    None => {
+                        let _ = fs::remove_file(&target);
+                    }
+                }
             }
-            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-            let created = parse_name(&name).map_or(0, |(c, _)| c);
-            let new_path = self
-                .dir
-                .join(format!("{:016}-{}-{}.ntf", created, self.pid, seq));
-            if pid != self.pid && fs::rename(&path, &new_path).is_err() {
-                continue; // someone else claimed it first
-            }
-            let path = if pid == self.pid { path } else { new_path };
-            match read_item(&path) {
-                Some(item) => out.push(item),
-                None => {
-                    let _ = fs::remove_file(&path);
+            // Lock files of processes that are gone and left nothing behind.
+            for name in &names {
+                let Some(pid) = name
+                    .strip_prefix("owner-")
+                    .and_then(|r| r.strip_suffix(".lock"))
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let has_files = ntf.iter().any(|n| parse_name(n).is_some_and(|(_, p)| p == pid));
+                if pid != self.pid && !has_files && is_dead(pid) {
+                    let _ = fs::remove_file(path.join(name));
                 }
             }
         }
-        // Remove the lock files of the dead processes we took over.
-        for (pid, lock) in dead_checked {
-            if lock.is_some() && pid != self.pid {
-                let _ = fs::remove_file(self.dir.join(format!("owner-{pid}.lock")));
+        out.sort_by_key(|i| i.created_ms);
+        out
+    }
+
+    /// At exit: drop our owner locks where we left no files.
+    pub fn release(&self) {
+        let dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+        for d in dirs.values() {
+            let ours = format!("-{}-", self.pid);
+            let has_files = fs::read_dir(&d.path)
+                .map(|it| {
+                    it.flatten().any(|e| {
+                        let n = e.file_name();
+                        let n = n.to_string_lossy();
+                        n.ends_with(".ntf") && n.contains(&ours)
+                    })
+                })
+                .unwrap_or(true);
+            if !has_files {
+                let _ = fs::remove_file(d.path.join(format!("owner-{}.lock", self.pid)));
             }
         }
-        out
+    }
+
+    /// Writes this process's counters next to its files (current euid's dir).
+    pub fn write_stats(&self, json: &str) {
+        if let Some(dir) = self.dir() {
+            let name = format!("stats-{}.json", self.pid);
+            let tmp = dir.join("tmp").join(&name);
+            if fs::write(&tmp, json).is_ok() {
+                let _ = fs::rename(&tmp, dir.join(&name));
+            }
+        }
     }
 }
 
@@ -269,9 +382,9 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].id.as_str(), got[0].body.as_slice()), ("id2", &b"{\"n\":2}"[..]));
         // A dead process's files (no lock holder) are claimed and renamed.
-        let dead = s.dir().join("0000000000000005-999999-0.ntf");
+        let dead = s.dir().unwrap().join("0000000000000005-999999-0.ntf");
         fs::write(&dead, b"OXPUSH1 x 5\n{}").unwrap();
-        let got = s.claim_orphans(&|p| p.to_string_lossy().contains("-0.ntf") && false);
+        let got = s.claim_orphans(&|_| false);
         assert!(got.iter().any(|i| i.id == "x"));
         assert!(!dead.exists());
         let _ = fs::remove_dir_all(&root);
@@ -283,10 +396,10 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
         let s = Spool::open(&root, "k", "l", false).unwrap();
         // Simulate another live process: its lock file, locked by a separate fd.
-        let other = s.dir().join("owner-4242424.lock");
+        let other = s.dir().unwrap().join("owner-4242424.lock");
         let f = File::create(&other).unwrap();
         assert!(flock_nb(&f));
-        fs::write(s.dir().join("0000000000000001-4242424-0.ntf"), b"OXPUSH1 y 1\n{}").unwrap();
+        fs::write(s.dir().unwrap().join("0000000000000001-4242424-0.ntf"), b"OXPUSH1 y 1\n{}").unwrap();
         assert!(s.claim_orphans(&|_| false).is_empty());
         drop(f);
         assert_eq!(s.claim_orphans(&|_| false).len(), 1);

@@ -1,0 +1,624 @@
+//! Test harness: a private Dovecot 2.3 on loopback, an HTTP capture server, and
+//! LMTP / LDA / IMAP / doveadm clients. Every Dovecot started here is stopped in
+//! `Drop`, also when the test fails; its log is in every failure message.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const METADATA_KEY: &str = "/private/vendor/vendor.dovecot/http-notify";
+
+/// The freshly built plugin (`target/<profile>/libox_push.so`).
+pub fn plugin_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test-binary>
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let so = dir.join("libox_push.so");
+    assert!(so.exists(), "plugin not built: {} missing", so.display());
+    so
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Which `ox` driver Dovecot runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// Dovecot's own (no ox_push in mail_plugins).
+    Builtin,
+    /// Ours.
+    OxPush,
+}
+
+pub struct DovecotOpts {
+    pub driver: Driver,
+    /// `push_notification_driver`, `..._driver2`, ... values.
+    pub drivers: Vec<String>,
+    pub users: Vec<&'static str>,
+    /// Extra top-level settings lines.
+    pub extra: Vec<String>,
+    pub mail_location: String,
+}
+
+impl DovecotOpts {
+    pub fn new(driver: Driver, drivers: Vec<String>) -> DovecotOpts {
+        DovecotOpts {
+            driver,
+            drivers,
+            users: vec!["alice", "bob"],
+            extra: Vec::new(),
+            mail_location: "maildir:~/Maildir".to_string(),
+        }
+    }
+}
+
+pub struct Dovecot {
+    pub dir: tempfile::TempDir,
+    pub lmtp_port: u16,
+    pub imap_port: u16,
+    pub conf: PathBuf,
+    pub spool: PathBuf,
+}
+
+impl Dovecot {
+    pub fn start(opts: DovecotOpts) -> Dovecot {
+        let dir = tempfile::Builder::new().prefix("oxpush-dc-").tempdir().unwrap();
+        let t = dir.path().to_path_buf();
+        // Mail processes run as uid 5000: they must reach their home.
+        chmod(&t, 0o755);
+        for sub in ["run", "state", "plugins", "home"] {
+            std::fs::create_dir_all(t.join(sub)).unwrap();
+        }
+        let spool = t.join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        chmod(&spool, 0o1777);
+        for entry in std::fs::read_dir("/usr/lib/dovecot/modules").unwrap().flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().ends_with(".so") {
+                std::os::unix::fs::symlink(entry.path(), t.join("plugins").join(&name)).unwrap();
+            }
+        }
+        std::fs::copy(plugin_path(), t.join("plugins/lib30_ox_push_plugin.so")).unwrap();
+        let mut users = String::new();
+        for (i, u) in opts.users.iter().enumerate() {
+            let home = t.join("home").join(u);
+            std::fs::create_dir_all(&home).unwrap();
+            let uid = 5000 + i;
+            chown(&home, uid as u32);
+            writeln!(users, "{u}:{{plain}}pw:{uid}:{uid}::{}::", home.display()).unwrap();
+        }
+        std::fs::write(t.join("users"), users).unwrap();
+        let lmtp_port = free_port();
+        let imap_port = free_port();
+        let plugins = match opts.driver {
+            Driver::Builtin => "notify push_notification",
+            Driver::OxPush => "notify push_notification ox_push",
+        };
+        let instance = t.file_name().unwrap().to_string_lossy().to_string();
+        let mut conf = format!(
+            "base_dir = {t}/run\nstate_dir = {t}/state\ninstance_name = {instance}\n\
+             log_path = {t}/dovecot.log\nmail_debug = yes\nlisten = 127.0.0.1\n\
+             protocols = imap lmtp\nssl = no\ndisable_plaintext_auth = no\n\
+             auth_mechanisms = plain\nfirst_valid_uid = 1000\n\
+             default_internal_user = dovecot\ndefault_login_user = dovenull\n\
+             mail_location = {loc}\nmail_attribute_dict = file:%h/dovecot-attributes\n\
+             mail_plugin_dir = {t}/plugins\nmail_plugins = $mail_plugins {plugins}\n\
+             passdb {{\n  driver = passwd-file\n  args = {t}/users\n}}\n\
+             userdb {{\n  driver = passwd-file\n  args = {t}/users\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n  \
+             inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n\
+             service anvil {{\n  chroot =\n}}\n\
+             protocol imap {{\n  imap_metadata = yes\n}}\n",
+            t = t.display(),
+            loc = opts.mail_location,
+        );
+        for line in &opts.extra {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        conf.push_str("plugin {\n");
+        for (i, d) in opts.drivers.iter().enumerate() {
+            let key = if i == 0 {
+                "push_notification_driver".to_string()
+            } else {
+                format!("push_notification_driver{}", i + 1)
+            };
+            writeln!(conf, "  {key} = {d}").unwrap();
+        }
+        conf.push_str("}\n");
+        let conf_path = t.join("dovecot.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let dc = Dovecot {
+            dir,
+            lmtp_port,
+            imap_port,
+            conf: conf_path,
+            spool,
+        };
+        // The daemon keeps its stdio: never give it our pipes.
+        let errfile = std::fs::File::create(t.join("startup.err")).unwrap();
+        let status = Command::new("dovecot")
+            .arg("-c")
+            .arg(&dc.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(errfile)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "dovecot failed to start: {}\n{}",
+            std::fs::read_to_string(t.join("startup.err")).unwrap_or_default(),
+            dc.log()
+        );
+        // Ready when LMTP and IMAP answer with their greetings.
+        let until = Instant::now() + Duration::from_secs(15);
+        for port in [lmtp_port, imap_port] {
+            loop {
+                if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut line = String::new();
+                    if BufReader::new(s).read_line(&mut line).is_ok() && !line.is_empty() {
+                        break;
+                    }
+                }
+                assert!(Instant::now() < until, "dovecot not ready\n{}", dc.log());
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        dc
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    pub fn doveadm(&self, args: &[&str]) -> std::process::Output {
+        Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn set_metadata(&self, user: &str, value: &str) {
+        let out = self.doveadm(&["mailbox", "metadata", "set", "-u", user, "-s", "", METADATA_KEY, value]);
+        assert!(out.status.success(), "metadata set: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn get_metadata(&self, user: &str) -> String {
+        let out = self.doveadm(&["mailbox", "metadata", "get", "-u", user, "-s", "", METADATA_KEY]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Delivers one message by LMTP; returns the reply line for each recipient.
+    pub fn lmtp(&self, rcpts: &[&str], msg: &[u8]) -> Vec<String> {
+        lmtp_deliver(self.lmtp_port, "sender@example.org", rcpts, msg)
+    }
+
+    /// Delivers one message with dovecot-lda; returns its exit code.
+    pub fn lda(&self, user: &str, msg: &[u8]) -> i32 {
+        let mut child = Command::new("/usr/lib/dovecot/dovecot-lda")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["-d", user, "-f", "sender@example.org"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(msg).unwrap();
+        let out = child.wait_with_output().unwrap();
+        out.status.code().unwrap_or(-1)
+    }
+
+    pub fn imap(&self, user: &str) -> Imap {
+        Imap::login(self.imap_port, user, "pw")
+    }
+
+    /// Waits until `pred(log)` holds, up to `timeout`.
+    pub fn wait_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if pred(&self.log()) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        pred(&self.log())
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let pidfile = self.dir.path().join("run/master.pid");
+        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: signalling a process we started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                let until = Instant::now() + Duration::from_secs(5);
+                // SAFETY: signal 0 only checks for existence.
+                while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < until {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                if unsafe { libc::kill(pid, 0) } == 0 {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}
+
+pub fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+pub fn chown(p: &Path, uid: u32) {
+    std::os::unix::fs::chown(p, Some(uid), Some(uid)).unwrap();
+}
+
+fn read_reply(r: &mut BufReader<TcpStream>) -> String {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "connection closed; got {all:?}");
+        all.push_str(&line);
+        if line.len() < 4 || line.as_bytes()[3] != b'-' {
+            return all.trim_end().to_string();
+        }
+    }
+}
+
+pub fn lmtp_deliver(port: u16, from: &str, rcpts: &[&str], msg: &[u8]) -> Vec<String> {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    read_reply(&mut r);
+    let mut cmd = |w: &mut TcpStream, r: &mut BufReader<TcpStream>, c: &str| {
+        w.write_all(c.as_bytes()).unwrap();
+        read_reply(r)
+    };
+    cmd(&mut w, &mut r, "LHLO test\r\n");
+    let rep = cmd(&mut w, &mut r, &format!("MAIL FROM:<{from}>\r\n"));
+    assert!(rep.starts_with("250"), "{rep}");
+    for rc in rcpts {
+        let rep = cmd(&mut w, &mut r, &format!("RCPT TO:<{rc}>\r\n"));
+        assert!(rep.starts_with("250"), "{rep}");
+    }
+    let rep = cmd(&mut w, &mut r, "DATA\r\n");
+    assert!(rep.starts_with("354"), "{rep}");
+    w.write_all(&dot_stuff(msg)).unwrap();
+    let replies: Vec<String> = rcpts.iter().map(|_| read_reply(&mut r)).collect();
+    let _ = w.write_all(b"QUIT\r\n");
+    replies
+}
+
+/// Dot-stuffs a message and appends the terminator (lines end in CRLF on the wire).
+pub fn dot_stuff(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 64);
+    let mut at_line_start = true;
+    for &b in msg {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' && out.last() != Some(&b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !at_line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+pub fn simple_message(subject: &str) -> Vec<u8> {
+    format!(
+        "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: {subject}\r\n\
+         Message-ID: <{}@example.org>\r\n\r\nHello \"world\"\r\n",
+        subject.replace(' ', "-")
+    )
+    .into_bytes()
+}
+
+/// A tiny IMAP client: enough for APPEND, STORE, SEARCH and METADATA.
+pub struct Imap {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    tag: u32,
+}
+
+impl Imap {
+    pub fn login(port: u16, user: &str, pass: &str) -> Imap {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let w = s.try_clone().unwrap();
+        let mut imap = Imap { r: BufReader::new(s), w, tag: 0 };
+        let mut greeting = String::new();
+        imap.r.read_line(&mut greeting).unwrap();
+        let out = imap.cmd(&format!("LOGIN {user} {pass}"));
+        assert!(out.last().unwrap().contains("OK"), "{out:?}");
+        imap
+    }
+
+    /// Sends a command; returns all lines up to and including the tagged one.
+    pub fn cmd(&mut self, c: &str) -> Vec<String> {
+        self.tag += 1;
+        let tag = format!("a{}", self.tag);
+        self.w.write_all(format!("{tag} {c}\r\n").as_bytes()).unwrap();
+        self.read_until_tagged(&tag)
+    }
+
+    fn read_until_tagged(&mut self, tag: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.r.read_line(&mut line).unwrap();
+            assert!(!line.is_empty(), "IMAP connection closed: {lines:?}");
+            let done = line.starts_with(&format!("{tag} "));
+            lines.push(line.trim_end().to_string());
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    pub fn append(&mut self, mailbox: &str, msg: &[u8]) -> Vec<String> {
+        self.tag += 1;
+        let tag = format!("a{}", self.tag);
+        self.w
+            .write_all(format!("{tag} APPEND {mailbox} {{{}}}\r\n", msg.len()).as_bytes())
+            .unwrap();
+        let mut cont = String::new();
+        self.r.read_line(&mut cont).unwrap();
+        assert!(cont.starts_with('+'), "{cont}");
+        self.w.write_all(msg).unwrap();
+        self.w.write_all(b"\r\n").unwrap();
+        self.read_until_tagged(&tag)
+    }
+
+    /// UIDs of all messages in the selected mailbox, with their Message-ID.
+    pub fn uid_message_ids(&mut self) -> Vec<(u32, String)> {
+        let lines = self.cmd("UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
+        let mut out = Vec::new();
+        let mut uid = None;
+        for l in lines {
+            if let Some(p) = l.find("UID ") {
+                uid = l[p + 4..].split(|c: char| !c.is_ascii_digit()).next().and_then(|s| s.parse().ok());
+            }
+            if l.to_ascii_lowercase().starts_with("message-id:") {
+                if let Some(u) = uid.take() {
+                    out.push((u, l[11..].trim().to_string()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One request the capture server received.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Captured {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn header_names(&self) -> Vec<String> {
+        self.headers.iter().map(|(n, _)| n.clone()).collect()
+    }
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What the capture server answers.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Status(u16),
+    StatusRetryAfter(u16, u32),
+    /// Read the request, never answer (until the server is dropped).
+    Hang,
+    /// Answer after a delay.
+    Delayed(Duration, u16),
+}
+
+#[derive(Default)]
+struct CaptureState {
+    requests: Vec<Captured>,
+    script: VecDeque<Reply>,
+    default: Option<Reply>,
+    closed: bool,
+}
+
+/// A loopback HTTP/1.1 server that records every request.
+pub struct Capture {
+    pub port: u16,
+    state: Arc<(Mutex<CaptureState>, Condvar)>,
+    listener: Option<TcpListener>,
+}
+
+impl Capture {
+    pub fn start() -> Capture {
+        Capture::start_on(0)
+    }
+
+    pub fn start_on(port: u16) -> Capture {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state: Arc<(Mutex<CaptureState>, Condvar)> = Arc::default();
+        let l = listener.try_clone().unwrap();
+        let st = state.clone();
+        thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { break };
+                if st.0.lock().unwrap().closed {
+                    break;
+                }
+                let st = st.clone();
+                thread::spawn(move || serve_conn(conn, st));
+            }
+        });
+        Capture {
+            port,
+            state,
+            listener: Some(listener),
+        }
+    }
+
+    pub fn url(&self, userinfo: &str, path: &str) -> String {
+        format!("http://{userinfo}127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Answers the next requests with these replies, then with the default.
+    pub fn script(&self, replies: Vec<Reply>) {
+        self.state.0.lock().unwrap().script.extend(replies);
+    }
+
+    pub fn set_default(&self, r: Reply) {
+        self.state.0.lock().unwrap().default = Some(r);
+    }
+
+    pub fn requests(&self) -> Vec<Captured> {
+        self.state.0.lock().unwrap().requests.clone()
+    }
+
+    /// Waits until at least `n` requests arrived (or the timeout passed).
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Captured> {
+        let until = Instant::now() + timeout;
+        let mut st = self.state.0.lock().unwrap();
+        while st.requests.len() < n {
+            let Some(left) = until.checked_duration_since(Instant::now()) else { break };
+            st = self.state.1.wait_timeout(st, left).unwrap().0;
+        }
+        st.requests.clone()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.state.0.lock().unwrap().closed = true;
+        self.state.1.notify_all();
+        if let Some(l) = self.listener.take() {
+            // Unblock accept().
+            let _ = TcpStream::connect(l.local_addr().unwrap());
+        }
+    }
+}
+
+fn serve_conn(conn: TcpStream, st: Arc<(Mutex<CaptureState>, Condvar)>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut w = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut request_line = String::new();
+        if r.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = request_line.trim_end().splitn(3, ' ');
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':') {
+                headers.push((n.to_string(), v.trim_start().to_string()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let reply = {
+            let mut s = st.0.lock().unwrap();
+            s.requests.push(Captured { method, target, headers, body, at: Instant::now() });
+            st.1.notify_all();
+            s.script.pop_front().or_else(|| s.default.clone()).unwrap_or(Reply::Status(204))
+        };
+        let (status, retry_after) = match reply {
+            Reply::Status(s) => (s, None),
+            Reply::StatusRetryAfter(s, ra) => (s, Some(ra)),
+            Reply::Delayed(d, s) => {
+                thread::sleep(d);
+                (s, None)
+            }
+            Reply::Hang => {
+                // Hold the connection until the server goes away.
+                loop {
+                    if st.0.lock().unwrap().closed {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        let reason = match status {
+            200 => "OK",
+            204 => "No Content",
+            400 => "Bad Request",
+            408 => "Request Timeout",
+            429 => "Too Many Requests",
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        let mut resp = format!("HTTP/1.1 {status} {reason}\r\n");
+        if let Some(ra) = retry_after {
+            resp.push_str(&format!("Retry-After: {ra}\r\n"));
+        }
+        if status == 204 {
+            resp.push_str("\r\n");
+        } else {
+            resp.push_str("Content-Length: 0\r\n\r\n");
+        }
+        if w.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+impl Capture {
+    pub fn clear(&self) {
+        self.state.0.lock().unwrap().requests.clear();
+    }
+}
