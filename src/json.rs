@@ -9,7 +9,9 @@
 /// Appends `bytes` to `out` escaped exactly as Dovecot 2.3's `json_append_escaped`:
 /// `"` `\` `\b` `\f` `\n` `\r` `\t` as such, other bytes below 0x20 as `\u00xx` with
 /// lower-case hex, U+2028/U+2029 as `\u2028`/`\u2029`, every byte of invalid UTF-8
-/// as `\ufffd`, everything else (0x7F and all valid non-ASCII) raw.
+/// as a raw U+FFFD (the bytes EF BF BD, not the escape `\ufffd`: Dovecot appends
+/// `UNICODE_REPLACEMENT_CHAR_UTF8`; the differential test pins this), everything
+/// else (0x7F and all valid non-ASCII) raw.
 pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -27,7 +29,7 @@ pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
                 // 3-byte sequence gives as many U+FFFD as it has bytes.
                 let bad = e.error_len().unwrap_or(after.len()).max(1);
                 for _ in 0..bad {
-                    out.extend_from_slice(b"\\ufffd");
+                    out.extend_from_slice("\u{fffd}".as_bytes());
                 }
                 rest = &after[bad..];
             }
@@ -208,11 +210,13 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_one_replacement_per_byte() {
-        assert_eq!(esc(b"caf\xe9!"), r"caf\ufffd!");
-        assert_eq!(esc(b"\xff\xfe"), r"\ufffd\ufffd");
-        assert_eq!(esc(b"\x80"), r"\ufffd");
+        assert_eq!(esc(b"caf\xe9!"), "caf\u{fffd}!");
+        assert_eq!(esc(b"\xff\xfe"), "\u{fffd}\u{fffd}");
+        assert_eq!(esc(b"\x80"), "\u{fffd}");
         // A truncated 3-byte sequence at the end: one per byte.
-        assert_eq!(esc(b"a\xe2\x82"), r"a\ufffd\ufffd");
+        assert_eq!(esc(b"a\xe2\x82"), "a\u{fffd}\u{fffd}");
+        // A surrogate (CESU-8) is invalid: one per byte.
+        assert_eq!(esc(b"\xed\xa0\x80"), "\u{fffd}\u{fffd}\u{fffd}");
     }
 
     #[test]
