@@ -47,6 +47,9 @@ pub enum LoadCmd {
         seconds: u64,
         #[arg(long, default_value_t = 10_000_000)]
         max_requests: u64,
+        /// Added to every user id (to address users without subscriptions).
+        #[arg(long, default_value_t = 0)]
+        user_offset: u64,
         /// Total requests per second across all connections; 0 = as fast as possible.
         #[arg(long, default_value_t = 0)]
         rate: u64,
@@ -81,6 +84,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             seconds,
             max_requests,
             rate,
+            user_offset,
         } => {
             let auth = format!(
                 "Basic {}",
@@ -114,7 +118,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                             tokio::time::sleep_until(next.into()).await;
                         }
                         i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        let user = (i >> 33) % users as u64 + 1;
+                        let user = (i >> 33) % users as u64 + 1 + user_offset;
                         let body = format!(
                             "{{\"user\":\"{user}@1\",\"event\":\"messageNew\",\"folder\":\"INBOX\",\"imap-uid\":{i},\"imap-uidvalidity\":1,\"unseen\":3,\"from\":\"Bench <bench@example.org>\",\"subject\":\"load test\",\"snippet\":\"x\"}}",
                             i = i % 1_000_000
