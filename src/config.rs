@@ -315,7 +315,10 @@ pub fn parse_uint(s: &str) -> Option<u32> {
 
 /// Leading decimal digits and the rest, like `str_parse_uintmax`.
 fn split_number(s: &str) -> Option<(u64, &str)> {
-    let end = s.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(s.len());
+    let end = s
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(s.len());
     if end == 0 {
         return None;
     }
@@ -337,8 +340,7 @@ pub fn parse_time_msecs(s: &str) -> Result<u32, String> {
 }
 
 fn parse_time(s: &str, millis: bool) -> Result<u32, String> {
-    let (mut num, unit) =
-        split_number(s).ok_or_else(|| format!("Invalid time interval: {s}"))?;
+    let (mut num, unit) = split_number(s).ok_or_else(|| format!("Invalid time interval: {s}"))?;
     if unit.is_empty() && num != 0 {
         return Err(format!(
             "Time interval '{s}' is missing units (add e.g. 's' for seconds)"
@@ -348,11 +350,7 @@ fn parse_time(s: &str, millis: bool) -> Result<u32, String> {
     let mut multiply = base;
     let mut rest = unit;
     match unit.bytes().next().map(|b| b.to_ascii_uppercase()) {
-        Some(b'S') => {
-            if unit_is(unit, "secs") || unit_is(unit, "seconds") {
-                rest = "";
-            }
-        }
+        Some(b'S') if unit_is(unit, "secs") || unit_is(unit, "seconds") => rest = "",
         Some(b'M') => {
             multiply = base * 60;
             if unit_is(unit, "mins") || unit_is(unit, "minutes") {

@@ -153,7 +153,10 @@ impl EndpointUrl {
         };
         Ok(EndpointUrl {
             https,
-            connect_host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            connect_host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             host: host.to_string(),
             port: port.unwrap_or(if https { 443 } else { 80 }),
             authority,
@@ -183,9 +186,10 @@ mod tests {
 
     #[test]
     fn parses_the_usual_form() {
-        let u =
-            EndpointUrl::parse("http://login:pass@node1.example.com:8009/preliminary/http-notify/v1/notify")
-                .unwrap();
+        let u = EndpointUrl::parse(
+            "http://login:pass@node1.example.com:8009/preliminary/http-notify/v1/notify",
+        )
+        .unwrap();
         assert!(!u.https);
         assert_eq!(u.authority, "node1.example.com:8009");
         assert_eq!(u.port, 8009);
@@ -201,17 +205,29 @@ mod tests {
     #[test]
     fn host_without_port_and_empty_path() {
         let u = EndpointUrl::parse("https://h.example").unwrap();
-        assert_eq!((u.authority.as_str(), u.port, u.target.as_str()), ("h.example", 443, "/"));
+        assert_eq!(
+            (u.authority.as_str(), u.port, u.target.as_str()),
+            ("h.example", 443, "/")
+        );
         let u = EndpointUrl::parse("http://h:80?x=1#frag").unwrap();
         assert_eq!((u.authority.as_str(), u.target.as_str()), ("h:80", "/?x=1"));
         let u = EndpointUrl::parse("http://[::1]:9/n").unwrap();
-        assert_eq!((u.connect_host.as_str(), u.authority.as_str()), ("::1", "[::1]:9"));
+        assert_eq!(
+            (u.connect_host.as_str(), u.authority.as_str()),
+            ("::1", "[::1]:9")
+        );
     }
 
     #[test]
     fn auth_rules() {
-        assert!(EndpointUrl::parse("http://u@h/").unwrap().basic_auth().is_none());
-        assert!(EndpointUrl::parse("http://h/").unwrap().basic_auth().is_none());
+        assert!(EndpointUrl::parse("http://u@h/")
+            .unwrap()
+            .basic_auth()
+            .is_none());
+        assert!(EndpointUrl::parse("http://h/")
+            .unwrap()
+            .basic_auth()
+            .is_none());
         let u = EndpointUrl::parse("http://us%40r:p%2Bw@h/").unwrap();
         assert_eq!(
             u.basic_auth().unwrap(),
@@ -225,7 +241,9 @@ mod tests {
 
     #[test]
     fn rejects_what_dovecot_rejects() {
-        assert!(EndpointUrl::parse("/notify").unwrap_err().contains("Relative"));
+        assert!(EndpointUrl::parse("/notify")
+            .unwrap_err()
+            .contains("Relative"));
         assert!(EndpointUrl::parse("ftp://h/").is_err());
         assert!(EndpointUrl::parse("http:///x").is_err());
         assert!(EndpointUrl::parse("http://h:99999/").is_err());

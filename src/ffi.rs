@@ -42,8 +42,9 @@ pub enum OxPushLookupStatus {
 }
 
 /// Writes one log line. `msg` is UTF-8, not NUL-terminated, valid for the call.
-pub type OxPushLogFn =
-    Option<unsafe extern "C" fn(ctx: *mut c_void, level: OxPushLogLevel, msg: *const c_char, len: usize)>;
+pub type OxPushLogFn = Option<
+    unsafe extern "C" fn(ctx: *mut c_void, level: OxPushLogLevel, msg: *const c_char, len: usize),
+>;
 
 /// A borrowed byte string; `ptr == NULL` means absent.
 #[repr(C)]
@@ -216,28 +217,38 @@ pub unsafe extern "C" fn ox_push_instance_new(
     install_panic_hook();
     // SAFETY: settings is valid for the call (contract).
     let debug = unsafe { settings.as_ref() }.is_some_and(|s| s.debug);
-    let sink = ShimLog { f: log, ctx: log_ctx, debug };
-    guard("ox_push_instance_new", Some(&sink), std::ptr::null_mut(), || {
-        // SAFETY: contract of this function.
-        let (Some(raw), Some(set)) = (unsafe { cstr(raw_config) }, unsafe { settings.as_ref() })
-        else {
-            return std::ptr::null_mut();
-        };
-        // SAFETY: contract of this function.
-        let username = unsafe { cstr(set.username) }.map_or(&b""[..], |c| c.to_bytes());
-        let opt = |p| unsafe { cstr(p) }.map(|c| c.to_string_lossy().into_owned());
-        let tls = TlsSettings {
-            ca_file: opt(set.ca_file),
-            ca_dir: opt(set.ca_dir),
-            verify: set.verify_cert,
-        };
-        let inner = Instance::new(&raw.to_string_lossy(), username, tls, set.quiet, &sink);
-        Box::into_raw(Box::new(OxPushInstance {
-            inner,
-            log: sink,
-            last_user: Vec::new(),
-        }))
-    })
+    let sink = ShimLog {
+        f: log,
+        ctx: log_ctx,
+        debug,
+    };
+    guard(
+        "ox_push_instance_new",
+        Some(&sink),
+        std::ptr::null_mut(),
+        || {
+            // SAFETY: contract of this function.
+            let (Some(raw), Some(set)) =
+                (unsafe { cstr(raw_config) }, unsafe { settings.as_ref() })
+            else {
+                return std::ptr::null_mut();
+            };
+            // SAFETY: contract of this function.
+            let username = unsafe { cstr(set.username) }.map_or(&b""[..], |c| c.to_bytes());
+            let opt = |p| unsafe { cstr(p) }.map(|c| c.to_string_lossy().into_owned());
+            let tls = TlsSettings {
+                ca_file: opt(set.ca_file),
+                ca_dir: opt(set.ca_dir),
+                verify: set.verify_cert,
+            };
+            let inner = Instance::new(&raw.to_string_lossy(), username, tls, set.quiet, &sink);
+            Box::into_raw(Box::new(OxPushInstance {
+                inner,
+                log: sink,
+                last_user: Vec::new(),
+            }))
+        },
+    )
 }
 
 /// Releases an instance; NULL is fine.
@@ -261,8 +272,12 @@ pub unsafe extern "C" fn ox_push_instance_free(inst: *mut OxPushInstance) {
 #[no_mangle]
 pub unsafe extern "C" fn ox_push_instance_enabled(inst: *const OxPushInstance) -> bool {
     // SAFETY: contract of this function.
-    let Some(i) = (unsafe { inst.as_ref() }) else { return false };
-    guard("ox_push_instance_enabled", Some(&i.log), false, || i.inner.enabled())
+    let Some(i) = (unsafe { inst.as_ref() }) else {
+        return false;
+    };
+    guard("ox_push_instance_enabled", Some(&i.log), false, || {
+        i.inner.enabled()
+    })
 }
 
 /// The `OX_PUSH_EVENT_*` bits this instance subscribes to.
@@ -272,8 +287,12 @@ pub unsafe extern "C" fn ox_push_instance_enabled(inst: *const OxPushInstance) -
 #[no_mangle]
 pub unsafe extern "C" fn ox_push_instance_events(inst: *const OxPushInstance) -> u32 {
     // SAFETY: contract of this function.
-    let Some(i) = (unsafe { inst.as_ref() }) else { return 0 };
-    guard("ox_push_instance_events", Some(&i.log), 0, || i.inner.events())
+    let Some(i) = (unsafe { inst.as_ref() }) else {
+        return 0;
+    };
+    guard("ox_push_instance_events", Some(&i.log), 0, || {
+        i.inner.events()
+    })
 }
 
 /// The `push_notification_event_message_flags` to request for MessageNew.
@@ -287,9 +306,14 @@ pub extern "C" fn ox_push_messagenew_flags() -> u32 {
 /// # Safety
 /// `inst` must be NULL or a live instance; `vname` valid for the call.
 #[no_mangle]
-pub unsafe extern "C" fn ox_push_instance_watches(inst: *const OxPushInstance, vname: OxPushBytes) -> bool {
+pub unsafe extern "C" fn ox_push_instance_watches(
+    inst: *const OxPushInstance,
+    vname: OxPushBytes,
+) -> bool {
     // SAFETY: contract of this function.
-    let Some(i) = (unsafe { inst.as_ref() }) else { return false };
+    let Some(i) = (unsafe { inst.as_ref() }) else {
+        return false;
+    };
     guard("ox_push_instance_watches", Some(&i.log), false, || {
         // SAFETY: contract of this function.
         unsafe { vname.get() }.is_some_and(|v| i.inner.watches(v))
@@ -301,10 +325,17 @@ pub unsafe extern "C" fn ox_push_instance_watches(inst: *const OxPushInstance, v
 /// # Safety
 /// `inst` must be NULL or a live instance.
 #[no_mangle]
-pub unsafe extern "C" fn ox_push_instance_needs_lookup(inst: *const OxPushInstance, now: i64) -> bool {
+pub unsafe extern "C" fn ox_push_instance_needs_lookup(
+    inst: *const OxPushInstance,
+    now: i64,
+) -> bool {
     // SAFETY: contract of this function.
-    let Some(i) = (unsafe { inst.as_ref() }) else { return false };
-    guard("ox_push_instance_needs_lookup", Some(&i.log), true, || i.inner.needs_lookup(now))
+    let Some(i) = (unsafe { inst.as_ref() }) else {
+        return false;
+    };
+    guard("ox_push_instance_needs_lookup", Some(&i.log), true, || {
+        i.inner.needs_lookup(now)
+    })
 }
 
 /// Hands over the result of reading the METADATA entry: the value when `Found`,
@@ -320,7 +351,9 @@ pub unsafe extern "C" fn ox_push_instance_set_lookup(
     value: OxPushBytes,
 ) {
     // SAFETY: contract of this function.
-    let Some(i) = (unsafe { inst.as_mut() }) else { return };
+    let Some(i) = (unsafe { inst.as_mut() }) else {
+        return;
+    };
     let log = i.log;
     guard("ox_push_instance_set_lookup", Some(&log), (), || {
         // SAFETY: contract of this function.
@@ -347,25 +380,32 @@ pub unsafe extern "C" fn ox_push_instance_begin_txn(
     user_len_r: *mut usize,
 ) -> OxPushResult {
     // SAFETY: contract of this function.
-    let Some(i) = (unsafe { inst.as_mut() }) else { return OxPushResult::Invalid };
+    let Some(i) = (unsafe { inst.as_mut() }) else {
+        return OxPushResult::Invalid;
+    };
     let log = i.log;
-    guard("ox_push_instance_begin_txn", Some(&log), OxPushResult::Panicked, || {
-        if user_r.is_null() || user_len_r.is_null() {
-            return OxPushResult::Invalid;
-        }
-        match i.inner.begin(&log) {
-            Begin::Skip => OxPushResult::Skip,
-            Begin::Active { user } => {
-                i.last_user = user;
-                // SAFETY: out-parameters checked non-NULL above.
-                unsafe {
-                    *user_r = i.last_user.as_ptr();
-                    *user_len_r = i.last_user.len();
-                }
-                OxPushResult::Ok
+    guard(
+        "ox_push_instance_begin_txn",
+        Some(&log),
+        OxPushResult::Panicked,
+        || {
+            if user_r.is_null() || user_len_r.is_null() {
+                return OxPushResult::Invalid;
             }
-        }
-    })
+            match i.inner.begin(&log) {
+                Begin::Skip => OxPushResult::Skip,
+                Begin::Active { user } => {
+                    i.last_user = user;
+                    // SAFETY: out-parameters checked non-NULL above.
+                    unsafe {
+                        *user_r = i.last_user.as_ptr();
+                        *user_len_r = i.last_user.len();
+                    }
+                    OxPushResult::Ok
+                }
+            }
+        },
+    )
 }
 
 /// Queues one notification: spool file written before this returns, sent by a
@@ -380,43 +420,52 @@ pub unsafe extern "C" fn ox_push_instance_submit(
     n: *const OxPushNotification,
 ) -> OxPushResult {
     // SAFETY: contract of this function.
-    let Some(i) = (unsafe { inst.as_ref() }) else { return OxPushResult::Invalid };
-    guard("ox_push_instance_submit", Some(&i.log), OxPushResult::Panicked, || {
-        // SAFETY: contract of this function.
-        let Some(n) = (unsafe { n.as_ref() }) else { return OxPushResult::Invalid };
-        let Some(event) = Event::ALL.into_iter().find(|e| e.bit() == n.event) else {
-            return OxPushResult::Invalid;
-        };
-        let list = |p: *const OxPushBytes, count: usize| -> Vec<&[u8]> {
-            if p.is_null() {
-                return Vec::new();
-            }
-            // SAFETY: contract: `count` entries, each valid for the call.
-            unsafe { std::slice::from_raw_parts(p, count) }
-                .iter()
-                .filter_map(|b| unsafe { b.get() })
-                .collect()
-        };
-        // SAFETY: contract of this function (all byte strings valid for the call).
-        let notification = unsafe {
-            Notification {
-                user: b"",
-                folder: n.folder.get().unwrap_or(b""),
-                uid_validity: n.uid_validity,
-                uid: n.uid,
-                from: n.from.get(),
-                subject: n.subject.get(),
-                snippet: n.snippet.get(),
-                unseen: n.has_unseen.then_some(n.unseen),
-                flags: list(n.flags, n.flags_count),
-                keywords: list(n.keywords, n.keywords_count),
-            }
-        };
-        // SAFETY: contract of this function.
-        let metadata_user = unsafe { n.metadata_user.get() }.unwrap_or(b"");
-        i.inner.submit(event, metadata_user, notification, &i.log);
-        OxPushResult::Ok
-    })
+    let Some(i) = (unsafe { inst.as_ref() }) else {
+        return OxPushResult::Invalid;
+    };
+    guard(
+        "ox_push_instance_submit",
+        Some(&i.log),
+        OxPushResult::Panicked,
+        || {
+            // SAFETY: contract of this function.
+            let Some(n) = (unsafe { n.as_ref() }) else {
+                return OxPushResult::Invalid;
+            };
+            let Some(event) = Event::ALL.into_iter().find(|e| e.bit() == n.event) else {
+                return OxPushResult::Invalid;
+            };
+            let list = |p: *const OxPushBytes, count: usize| -> Vec<&[u8]> {
+                if p.is_null() {
+                    return Vec::new();
+                }
+                // SAFETY: contract: `count` entries, each valid for the call.
+                unsafe { std::slice::from_raw_parts(p, count) }
+                    .iter()
+                    .filter_map(|b| unsafe { b.get() })
+                    .collect()
+            };
+            // SAFETY: contract of this function (all byte strings valid for the call).
+            let notification = unsafe {
+                Notification {
+                    user: b"",
+                    folder: n.folder.get().unwrap_or(b""),
+                    uid_validity: n.uid_validity,
+                    uid: n.uid,
+                    from: n.from.get(),
+                    subject: n.subject.get(),
+                    snippet: n.snippet.get(),
+                    unseen: n.has_unseen.then_some(n.unseen),
+                    flags: list(n.flags, n.flags_count),
+                    keywords: list(n.keywords, n.keywords_count),
+                }
+            };
+            // SAFETY: contract of this function.
+            let metadata_user = unsafe { n.metadata_user.get() }.unwrap_or(b"");
+            i.inner.submit(event, metadata_user, notification, &i.log);
+            OxPushResult::Ok
+        },
+    )
 }
 
 /// The read end of the pipe that signals queued log lines from sender threads
@@ -433,7 +482,11 @@ pub extern "C" fn ox_push_log_fd() -> c_int {
 /// `log` must be a valid callback for the duration of the call.
 #[no_mangle]
 pub unsafe extern "C" fn ox_push_log_drain(log: OxPushLogFn, ctx: *mut c_void) {
-    let sink = ShimLog { f: log, ctx, debug: true };
+    let sink = ShimLog {
+        f: log,
+        ctx,
+        debug: true,
+    };
     guard("ox_push_log_drain", Some(&sink), (), || {
         for (level, line) in crate::log::drain() {
             sink.log(level, &line);
@@ -449,10 +502,15 @@ pub unsafe extern "C" fn ox_push_log_drain(log: OxPushLogFn, ctx: *mut c_void) {
 /// `log` must be a valid callback for the duration of the call.
 #[no_mangle]
 pub unsafe extern "C" fn ox_push_shutdown(log: OxPushLogFn, ctx: *mut c_void) {
-    let sink = ShimLog { f: log, ctx, debug: true };
+    let sink = ShimLog {
+        f: log,
+        ctx,
+        debug: true,
+    };
     guard("ox_push_shutdown", Some(&sink), (), || {
-        let timeout = crate::sender::max_shutdown_timeout()
-            .unwrap_or(Duration::from_millis(crate::config::DEFAULT_SHUTDOWN_TIMEOUT_MSECS.into()));
+        let timeout = crate::sender::max_shutdown_timeout().unwrap_or(Duration::from_millis(
+            crate::config::DEFAULT_SHUTDOWN_TIMEOUT_MSECS.into(),
+        ));
         for note in crate::sender::shutdown(timeout) {
             sink.log(OxPushLogLevel::Info, &note);
         }
@@ -478,8 +536,10 @@ pub static ox_push_plugin_version: StaticPtr = StaticPtr(crate::sys::ABI_VERSION
 
 /// `ox_push_plugin_dependencies`: `push_notification` must be loaded first.
 #[no_mangle]
-pub static ox_push_plugin_dependencies: [StaticPtr; 2] =
-    [StaticPtr(c"push_notification".as_ptr()), StaticPtr(std::ptr::null())];
+pub static ox_push_plugin_dependencies: [StaticPtr; 2] = [
+    StaticPtr(c"push_notification".as_ptr()),
+    StaticPtr(std::ptr::null()),
+];
 
 extern "C" {
     fn ox_push_shim_init(module: *mut c_void);
@@ -494,7 +554,9 @@ extern "C" {
 pub unsafe extern "C" fn ox_push_plugin_init(module: *mut c_void) {
     install_panic_hook();
     // SAFETY: the shim's init follows Dovecot's plugin contract.
-    guard("ox_push_plugin_init", None, (), || unsafe { ox_push_shim_init(module) })
+    guard("ox_push_plugin_init", None, (), || unsafe {
+        ox_push_shim_init(module)
+    })
 }
 
 /// Module deinit: stops the senders (bounded) and gives `ox` back to the
@@ -505,5 +567,7 @@ pub unsafe extern "C" fn ox_push_plugin_init(module: *mut c_void) {
 #[no_mangle]
 pub unsafe extern "C" fn ox_push_plugin_deinit() {
     // SAFETY: the shim's deinit follows Dovecot's plugin contract.
-    guard("ox_push_plugin_deinit", None, (), || unsafe { ox_push_shim_deinit() })
+    guard("ox_push_plugin_deinit", None, (), || unsafe {
+        ox_push_shim_deinit()
+    })
 }

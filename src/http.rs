@@ -162,14 +162,19 @@ impl Client {
     /// One attempt: sends the request and reads the response within `timeout`.
     /// A kept-alive connection that turns out to be closed is replaced once
     /// without counting as an attempt.
-    pub fn send(&mut self, body: &[u8], extra: &[(&str, &str)]) -> Result<Response, TransportError> {
+    pub fn send(
+        &mut self,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> Result<Response, TransportError> {
         let request = self.request_bytes(body, extra, SystemTime::now());
         let deadline = Instant::now() + self.timeout;
         let reused = self.conn.is_some();
         match self.attempt(&request, deadline) {
             Err(Attempt::NothingReceived(_)) if reused => {
                 self.close();
-                self.attempt(&request, deadline).map_err(Attempt::into_error)
+                self.attempt(&request, deadline)
+                    .map_err(Attempt::into_error)
             }
             other => other.map_err(Attempt::into_error),
         }
@@ -217,8 +222,9 @@ impl Client {
                             c
                         }
                     };
-                    let name = rustls::pki_types::ServerName::try_from(self.url.connect_host.clone())
-                        .map_err(|e| TransportError::Tls(e.to_string()))?;
+                    let name =
+                        rustls::pki_types::ServerName::try_from(self.url.connect_host.clone())
+                            .map_err(|e| TransportError::Tls(e.to_string()))?;
                     let conn = rustls::ClientConnection::new(config, name)
                         .map_err(|e| TransportError::Tls(e.to_string()))?;
                     return Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))));
@@ -264,7 +270,8 @@ impl Client {
                                 retry_after = parse_retry_after(v.trim());
                             }
                         }
-                        let kind = if (100..200).contains(&status) || status == 204 || status == 304 {
+                        let kind = if (100..200).contains(&status) || status == 204 || status == 304
+                        {
                             BodyKind::None
                         } else if chunked {
                             BodyKind::Chunked
@@ -493,7 +500,10 @@ mod tests {
         assert_eq!(c.send(b"{}", &[]).unwrap().status, 204);
         assert_eq!(c.send(b"{}", &[]).unwrap().status, 200);
         let r = c.send(b"{}", &[]).unwrap();
-        assert_eq!((r.status, r.retry_after), (503, Some(Duration::from_secs(7))));
+        assert_eq!(
+            (r.status, r.retry_after),
+            (503, Some(Duration::from_secs(7)))
+        );
         assert_eq!(c.send(b"{}", &[]).unwrap().status, 201);
         assert_eq!(h.join().unwrap(), 4);
     }
@@ -502,13 +512,24 @@ mod tests {
     fn timeout_and_refused() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let mut c = Client::new(url(port), Duration::from_millis(200), TlsSettings::default());
+        let mut c = Client::new(
+            url(port),
+            Duration::from_millis(200),
+            TlsSettings::default(),
+        );
         let t = Instant::now();
         assert_eq!(c.send(b"{}", &[]), Err(TransportError::Timeout));
         assert!(t.elapsed() < Duration::from_secs(2));
         drop(l);
-        let mut c = Client::new(url(port), Duration::from_millis(200), TlsSettings::default());
-        assert!(matches!(c.send(b"{}", &[]), Err(TransportError::Connect(_))));
+        let mut c = Client::new(
+            url(port),
+            Duration::from_millis(200),
+            TlsSettings::default(),
+        );
+        assert!(matches!(
+            c.send(b"{}", &[]),
+            Err(TransportError::Connect(_))
+        ));
     }
 
     #[test]

@@ -25,7 +25,9 @@ pub enum Lookup {
 pub enum Begin {
     Skip,
     /// Take part; `user` is the METADATA `user=` value.
-    Active { user: Vec<u8> },
+    Active {
+        user: Vec<u8>,
+    },
 }
 
 pub struct Instance {
@@ -79,7 +81,13 @@ impl Instance {
     /// Parses the config and finds (or creates) the endpoint. A bad config gives
     /// one error line and a disabled instance; `quiet` (autocreated users such as
     /// LDA's raw user) suppresses the config lines so each is logged once.
-    pub fn new(raw: &str, username: &[u8], tls: TlsSettings, quiet: bool, log: &dyn Sink) -> Instance {
+    pub fn new(
+        raw: &str,
+        username: &[u8],
+        tls: TlsSettings,
+        quiet: bool,
+        log: &dyn Sink,
+    ) -> Instance {
         let mut inst = Instance {
             config: None,
             endpoint: None,
@@ -104,7 +112,10 @@ impl Instance {
                 }
                 if log.debug_enabled() {
                     crate::log::set_background_debug(true);
-                    log.log(OxPushLogLevel::Debug, &format!("Using URL {}", cfg.url.masked));
+                    log.log(
+                        OxPushLogLevel::Debug,
+                        &format!("Using URL {}", cfg.url.masked),
+                    );
                     log.log(
                         OxPushLogLevel::Debug,
                         &format!("Using cache lifetime: {}", cfg.cache_lifetime.as_secs()),
@@ -128,7 +139,9 @@ impl Instance {
     }
 
     pub fn watches(&self, vname: &[u8]) -> bool {
-        self.config.as_ref().is_some_and(|c| c.folders.watches(vname))
+        self.config
+            .as_ref()
+            .is_some_and(|c| c.folders.watches(vname))
     }
 
     pub fn events(&self) -> u32 {
@@ -230,7 +243,10 @@ mod tests {
         );
         assert_eq!(metadata_user(b"user="), Some(Vec::new()));
         assert_eq!(metadata_user(b"user=1@2\tfoo=bar"), Some(b"1@2".to_vec()));
-        assert_eq!(metadata_user(b"foo=bar\tuser=x\tuser=y"), Some(b"y".to_vec()));
+        assert_eq!(
+            metadata_user(b"foo=bar\tuser=x\tuser=y"),
+            Some(b"y".to_vec())
+        );
         assert_eq!(metadata_user(b"foo\tbar=baz"), None);
         assert_eq!(metadata_user(b"user=a\x01tb"), Some(b"a\tb".to_vec()));
     }

@@ -26,6 +26,7 @@ pub mod json;
 pub mod log;
 pub mod sender;
 pub mod spool;
+pub mod stats;
 mod sys;
 pub mod tls;
 

@@ -117,7 +117,10 @@ pub fn drain() -> Vec<(OxPushLogLevel, String)> {
     if q.dropped > 0 {
         out.push((
             OxPushLogLevel::Warning,
-            format!("{} log lines were dropped: the log queue was full", q.dropped),
+            format!(
+                "{} log lines were dropped: the log queue was full",
+                q.dropped
+            ),
         ));
         q.dropped = 0;
     }

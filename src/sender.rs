@@ -91,7 +91,14 @@ fn now_ms() -> u64 {
 pub fn new_id() -> String {
     let v = fastrand::u128(..);
     let h = format!("{v:032x}");
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// The endpoint for `config`, created (with its spool and leftovers) on first use.
@@ -114,21 +121,25 @@ pub fn endpoint_for(config: &Config, tls: &TlsSettings) -> (Arc<Endpoint>, Optio
         return (ep.clone(), None);
     }
     let dir_key = format!("{:016x}", fnv1a(key.as_bytes()));
-    let (spool, error) =
-        match Spool::open(&config.spool_dir, &dir_key, &config.url.masked, config.spool_fsync) {
-            Ok(s) => (Some(s), None),
-            Err(e) => (
-                None,
-                Some(format!(
-                    "Spool directory {} is unusable ({e}); notifications for {} are kept in \
+    let (spool, error) = match Spool::open(
+        &config.spool_dir,
+        &dir_key,
+        &config.url.masked,
+        config.spool_fsync,
+    ) {
+        Ok(s) => (Some(s), None),
+        Err(e) => (
+            None,
+            Some(format!(
+                "Spool directory {} is unusable ({e}); notifications for {} are kept in \
                      memory only and are lost if this process dies (set spool_dir= to a \
                      writable directory, or create {} with mode 1777)",
-                    config.spool_dir.display(),
-                    config.url.masked,
-                    config.spool_dir.display()
-                )),
-            ),
-        };
+                config.spool_dir.display(),
+                config.url.masked,
+                config.spool_dir.display()
+            )),
+        ),
+    };
     let ep = Arc::new(Endpoint {
         label: config.url.masked.clone(),
         config: config.clone(),
@@ -204,7 +215,9 @@ impl Endpoint {
         }
         drop(st);
         if dropped > 0 {
-            self.stats.dropped_size.fetch_add(dropped, Ordering::Relaxed);
+            self.stats
+                .dropped_size
+                .fetch_add(dropped, Ordering::Relaxed);
             background(
                 OxPushLogLevel::Warning,
                 format!(
@@ -250,7 +263,9 @@ impl Endpoint {
                 self.started.store(false, Ordering::Release);
                 background(
                     OxPushLogLevel::Error,
-                    format!("Cannot start the sender thread: {e}; will retry at the next notification"),
+                    format!(
+                        "Cannot start the sender thread: {e}; will retry at the next notification"
+                    ),
                 );
             }
         }
@@ -277,7 +292,10 @@ impl Endpoint {
 
     fn retry_removals(&self) {
         let Some(spool) = &self.spool else { return };
-        let mut pending = self.pending_removals.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self
+            .pending_removals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         pending.retain(|f| !spool.remove_file(f));
     }
 
@@ -380,7 +398,9 @@ impl Endpoint {
                 Outcome::Retry(retry_after) => {
                     failures = failures.saturating_add(1);
                     self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                    let delay = retry_after.unwrap_or_else(|| backoff(failures)).min(self.config.max_age);
+                    let delay = retry_after
+                        .unwrap_or_else(|| backoff(failures))
+                        .min(self.config.max_age);
                     next_attempt = Instant::now() + delay;
                     let level = if failures == 1 || failures % 10 == 0 {
                         OxPushLogLevel::Warning
@@ -425,7 +445,11 @@ impl Endpoint {
             let Some(left) = until.checked_duration_since(Instant::now()) else {
                 return false;
             };
-            st = self.idle.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            st = self
+                .idle
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }
@@ -435,7 +459,12 @@ impl Endpoint {
         st.stop = true;
         drop(st);
         self.wake.notify_all();
-        if let Some(a) = self.aborter.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(a) = self
+            .aborter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             a.abort();
         }
     }
@@ -557,14 +586,23 @@ mod tests {
 
     #[test]
     fn classification() {
-        let r = |s| Ok(Response { status: s, reason: String::new(), retry_after: None });
+        let r = |s| {
+            Ok(Response {
+                status: s,
+                reason: String::new(),
+                retry_after: None,
+            })
+        };
         assert!(matches!(classify(&r(204)), Outcome::Sent));
         assert!(matches!(classify(&r(500)), Outcome::Retry(_)));
         assert!(matches!(classify(&r(429)), Outcome::Retry(_)));
         assert!(matches!(classify(&r(408)), Outcome::Retry(_)));
         assert!(matches!(classify(&r(400)), Outcome::Permanent));
         assert!(matches!(classify(&r(302)), Outcome::Permanent));
-        assert!(matches!(classify(&Err(TransportError::Timeout)), Outcome::Retry(None)));
+        assert!(matches!(
+            classify(&Err(TransportError::Timeout)),
+            Outcome::Retry(None)
+        ));
     }
 }
 

@@ -15,11 +15,11 @@
 //! processes run as the user's uid); the spool root should be mode 1777 like
 //! /tmp (`make install` creates it so).
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -163,13 +163,9 @@ impl Spool {
             .open(&tmp)?;
         let mut data = format!("OXPUSH1 {} {}\n", item.id, item.created_ms).into_bytes();
         data.extend_from_slice(&item.body);
-        let written = f.write_all(&data).and_then(|_| {
-            if self.fsync {
-                f.sync_all()
-            } else {
-                Ok(())
-            }
-        });
+        let written = f
+            .write_all(&data)
+            .and_then(|_| if self.fsync { f.sync_all() } else { Ok(()) });
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(e);
@@ -224,7 +220,9 @@ impl Spool {
     pub fn claim_orphans(&self, known: &dyn Fn(&Path) -> bool) -> Vec<Item> {
         let mut out = Vec::new();
         for (uid, path) in self.visible_dirs() {
-            let Ok(entries) = fs::read_dir(&path) else { continue };
+            let Ok(entries) = fs::read_dir(&path) else {
+                continue;
+            };
             let names: Vec<String> = entries
                 .flatten()
                 .filter_map(|e| e.file_name().into_string().ok())
@@ -244,7 +242,9 @@ impl Spool {
             };
             let mut claimed_any = false;
             for name in &ntf {
-                let Some((created, pid)) = parse_name(name) else { continue };
+                let Some((created, pid)) = parse_name(name) else {
+                    continue;
+                };
                 let file = path.join(name);
                 if pid == self.pid {
                     if known(&file) {
@@ -278,6 +278,19 @@ impl Spool {
                     }
                 }
             }
+            // Counters of processes that are gone: into the archive.
+            for name in &names {
+                let Some(pid) = name
+                    .strip_prefix("stats-")
+                    .and_then(|r| r.strip_suffix(".json"))
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if pid != self.pid && is_dead(pid) {
+                    crate::stats::archive(&path, &path.join(name));
+                }
+            }
             // Lock files of processes that are gone and left nothing behind.
             for name in &names {
                 let Some(pid) = name
@@ -287,7 +300,9 @@ impl Spool {
                 else {
                     continue;
                 };
-                let has_files = ntf.iter().any(|n| parse_name(n).is_some_and(|(_, p)| p == pid));
+                let has_files = ntf
+                    .iter()
+                    .any(|n| parse_name(n).is_some_and(|(_, p)| p == pid));
                 if pid != self.pid && !has_files && is_dead(pid) {
                     let _ = fs::remove_file(path.join(name));
                 }
@@ -380,7 +395,10 @@ mod tests {
         let s = Spool::open(&root, "k", "http://h/", false).unwrap();
         let got = s.claim_orphans(&|_| false);
         assert_eq!(got.len(), 1);
-        assert_eq!((got[0].id.as_str(), got[0].body.as_slice()), ("id2", &b"{\"n\":2}"[..]));
+        assert_eq!(
+            (got[0].id.as_str(), got[0].body.as_slice()),
+            ("id2", &b"{\"n\":2}"[..])
+        );
         // A dead process's files (no lock holder) are claimed and renamed.
         let dead = s.dir().unwrap().join("0000000000000005-999999-0.ntf");
         fs::write(&dead, b"OXPUSH1 x 5\n{}").unwrap();
@@ -399,7 +417,11 @@ mod tests {
         let other = s.dir().unwrap().join("owner-4242424.lock");
         let f = File::create(&other).unwrap();
         assert!(flock_nb(&f));
-        fs::write(s.dir().unwrap().join("0000000000000001-4242424-0.ntf"), b"OXPUSH1 y 1\n{}").unwrap();
+        fs::write(
+            s.dir().unwrap().join("0000000000000001-4242424-0.ntf"),
+            b"OXPUSH1 y 1\n{}",
+        )
+        .unwrap();
         assert!(s.claim_orphans(&|_| false).is_empty());
         drop(f);
         assert_eq!(s.claim_orphans(&|_| false).len(), 1);

@@ -47,7 +47,10 @@ pub fn client_config(set: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, Str
             return Err(format!("ssl_client_ca_file {file}: no usable certificate"));
         }
     }
-    let dir = set.ca_dir.clone().unwrap_or_else(|| "/etc/ssl/certs".to_string());
+    let dir = set
+        .ca_dir
+        .clone()
+        .unwrap_or_else(|| "/etc/ssl/certs".to_string());
     if let Ok(entries) = std::fs::read_dir(&dir) {
         let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
         files.sort();
@@ -63,7 +66,9 @@ pub fn client_config(set: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, Str
         }
     }
     if roots.is_empty() {
-        return Err("no trusted CA certificates (set ssl_client_ca_file or ssl_client_ca_dir)".into());
+        return Err(
+            "no trusted CA certificates (set ssl_client_ca_file or ssl_client_ca_dir)".into(),
+        );
     }
     Ok(Arc::new(
         builder.with_root_certificates(roots).with_no_client_auth(),
@@ -92,7 +97,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -100,7 +110,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()

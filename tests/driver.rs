@@ -14,10 +14,6 @@ fn ours(drivers: Vec<String>) -> Dovecot {
     Dovecot::start(DovecotOpts::new(Driver::OxPush, drivers))
 }
 
-fn spool_opt(dir: &std::path::Path) -> String {
-    format!("spool_dir={}", dir.join("spool").display())
-}
-
 /// Replaces the `imap-uidvalidity` value, which differs per mailbox.
 pub fn norm_uidvalidity(body: &str) -> String {
     let mut out = String::new();
@@ -42,7 +38,12 @@ fn lda_delivery_sends_the_builtin_request() {
     )]);
     let _ = tmp;
     dc.set_metadata("alice", "user=3@1");
-    assert_eq!(dc.lda("alice", &simple_message("Hi there")), 0, "{}", dc.log());
+    assert_eq!(
+        dc.lda("alice", &simple_message("Hi there")),
+        0,
+        "{}",
+        dc.log()
+    );
     let reqs = cap.wait_for(1, WAIT);
     assert_eq!(reqs.len(), 1, "{}", dc.log());
     let r = &reqs[0];
@@ -50,19 +51,35 @@ fn lda_delivery_sends_the_builtin_request() {
     assert_eq!(r.target, "/preliminary/http-notify/v1/notify");
     assert_eq!(
         r.header_names(),
-        ["Host", "Date", "Authorization", "Content-Length", "Connection", "Content-Type"]
+        [
+            "Host",
+            "Date",
+            "Authorization",
+            "Content-Length",
+            "Connection",
+            "Content-Type"
+        ]
     );
     assert_eq!(r.header("Host").unwrap(), format!("127.0.0.1:{}", cap.port));
     // login:secret+pw, %-decoded as lib-http does.
-    assert_eq!(r.header("Authorization").unwrap(), "Basic bG9naW46c2VjcmV0K3B3");
+    assert_eq!(
+        r.header("Authorization").unwrap(),
+        "Basic bG9naW46c2VjcmV0K3B3"
+    );
     assert_eq!(r.header("Connection").unwrap(), "Keep-Alive");
-    assert_eq!(r.header("Content-Type").unwrap(), "application/json; charset=utf-8");
+    assert_eq!(
+        r.header("Content-Type").unwrap(),
+        "application/json; charset=utf-8"
+    );
     assert_eq!(
         norm_uidvalidity(&r.body_str()),
         r#"{"user":"3@1","event":"messageNew","folder":"INBOX","imap-uidvalidity":V,"imap-uid":1,"from":"Bob <bob@example.org>","subject":"Hi there","snippet":"Hello \"world\"","unseen":1}"#
     );
     let log = dc.log();
-    assert!(log.contains("push-notification-ox: Using URL http://login:***@127.0.0.1"), "{log}");
+    assert!(
+        log.contains("push-notification-ox: Using URL http://login:***@127.0.0.1"),
+        "{log}"
+    );
     assert!(!log.contains("secret"), "password in log:\n{log}");
 }
 
@@ -77,11 +94,21 @@ fn lmtp_two_recipients_two_requests_with_login_names() {
     let reqs = cap.wait_for(2, WAIT);
     let mut users: Vec<String> = reqs
         .iter()
-        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["user"].as_str().unwrap().to_string())
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["user"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     users.sort();
     // Without user_from_metadata the Dovecot user name is sent.
-    assert_eq!(users, ["alice", "bob"], "{:?}", reqs.iter().map(|r| r.body_str()).collect::<Vec<_>>());
+    assert_eq!(
+        users,
+        ["alice", "bob"],
+        "{:?}",
+        reqs.iter().map(|r| r.body_str()).collect::<Vec<_>>()
+    );
     // No userinfo in the URL: no Authorization header.
     assert!(reqs.iter().all(|r| r.header("Authorization").is_none()));
 }
@@ -95,7 +122,13 @@ fn nothing_is_sent_without_activation_or_outside_inbox_delivery() {
             "lmtp_save_to_detail_mailbox = yes".into(),
             "namespace inbox {\n  inbox = yes\n  mailbox Work {\n    auto = create\n  }\n}".into(),
         ],
-        ..DovecotOpts::new(Driver::OxPush, vec![format!("ox:url={} user_from_metadata", cap.url("u:p@", "/n"))])
+        ..DovecotOpts::new(
+            Driver::OxPush,
+            vec![format!(
+                "ox:url={} user_from_metadata",
+                cap.url("u:p@", "/n")
+            )],
+        )
     });
     // 1. No METADATA at all.
     assert!(dc.lmtp(&["alice"], &simple_message("no metadata"))[0].starts_with("250"));
@@ -103,7 +136,8 @@ fn nothing_is_sent_without_activation_or_outside_inbox_delivery() {
     dc.set_metadata("alice", "foo=bar");
     assert!(dc.lmtp(&["alice"], &simple_message("no user"))[0].starts_with("250"));
     assert!(
-        dc.wait_log(WAIT, |l| l.contains("push-notification-ox: No user provided in config")),
+        dc.wait_log(WAIT, |l| l
+            .contains("push-notification-ox: No user provided in config")),
         "{}",
         dc.log()
     );
@@ -118,25 +152,47 @@ fn nothing_is_sent_without_activation_or_outside_inbox_delivery() {
     assert!(dc.lmtp(&["alice"], &simple_message("control"))[0].starts_with("250"));
     let reqs = cap.wait_for(1, WAIT);
     std::thread::sleep(Duration::from_millis(300));
-    let reqs = if reqs.len() == 1 { cap.requests() } else { reqs };
-    assert_eq!(reqs.len(), 1, "{:?}\n{}", reqs.iter().map(|r| r.body_str()).collect::<Vec<_>>(), dc.log());
+    let reqs = if reqs.len() == 1 {
+        cap.requests()
+    } else {
+        reqs
+    };
+    assert_eq!(
+        reqs.len(),
+        1,
+        "{:?}\n{}",
+        reqs.iter().map(|r| r.body_str()).collect::<Vec<_>>(),
+        dc.log()
+    );
     assert!(reqs[0].body_str().contains("\"subject\":\"control\""));
     // The not-delivered-to-INBOX transaction never synced the mailbox for unseen.
-    assert!(dc.log().contains("Skipped because Work is not a watched mailbox"), "{}", dc.log());
+    assert!(
+        dc.log()
+            .contains("Skipped because Work is not a watched mailbox"),
+        "{}",
+        dc.log()
+    );
 }
 
 #[test]
 fn bad_config_disables_only_that_instance_and_delivery_succeeds() {
     let cap = Capture::start();
-    let good = format!("ox:url={} user_from_metadata", cap.url("u:topsecret@", "/good"));
+    let good = format!(
+        "ox:url={} user_from_metadata",
+        cap.url("u:topsecret@", "/good")
+    );
     let dc = ours(vec![
-        "ox:user_from_metadata".to_string(),                                      // no url
-        format!("ox:url={} cache_lifetime=60", cap.url("u:topsecret@", "/x")),     // no unit
-        format!("ox:url=ftp://u:topsecret@127.0.0.1:{}/x", cap.port),              // bad scheme
-        format!("{good} max_retries=abc timeout_msecs=-5 frobnicate=1"),           // fallbacks
+        "ox:user_from_metadata".to_string(), // no url
+        format!("ox:url={} cache_lifetime=60", cap.url("u:topsecret@", "/x")), // no unit
+        format!("ox:url=ftp://u:topsecret@127.0.0.1:{}/x", cap.port), // bad scheme
+        format!("{good} max_retries=abc timeout_msecs=-5 frobnicate=1"), // fallbacks
     ]);
     dc.set_metadata("alice", "user=3@1");
-    assert!(dc.lmtp(&["alice"], &simple_message("lmtp"))[0].starts_with("250 "), "{}", dc.log());
+    assert!(
+        dc.lmtp(&["alice"], &simple_message("lmtp"))[0].starts_with("250 "),
+        "{}",
+        dc.log()
+    );
     assert_eq!(dc.lda("alice", &simple_message("lda")), 0, "{}", dc.log());
     let reqs = cap.wait_for(2, WAIT);
     assert_eq!(reqs.len(), 2, "{}", dc.log());
@@ -155,7 +211,11 @@ fn bad_config_disables_only_that_instance_and_delivery_succeeds() {
     assert!(!log.contains("topsecret"), "password in log:\n{log}");
     // One line per problem and process, not one per (raw) user: LDA logs each
     // once, the LMTP process once.
-    assert_eq!(log.matches("Driver requires the url parameter").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("Driver requires the url parameter").count(),
+        2,
+        "{log}"
+    );
 }
 
 #[test]
@@ -166,7 +226,10 @@ fn several_entries_each_with_their_own_settings() {
     let dc = ours(vec![
         // The first entry's 300 ms timeout must not apply to the second.
         format!("ox:url={} timeout_msecs=300", slow.url("", "/slow")),
-        format!("ox:url={} user_from_metadata timeout_msecs=5000", fast.url("", "/fast")),
+        format!(
+            "ox:url={} user_from_metadata timeout_msecs=5000",
+            fast.url("", "/fast")
+        ),
     ]);
     dc.set_metadata("alice", "user=3@1");
     assert!(dc.lmtp(&["alice"], &simple_message("both"))[0].starts_with("250"));
@@ -180,7 +243,10 @@ fn several_entries_each_with_their_own_settings() {
 #[test]
 fn metadata_value_forms() {
     let cap = Capture::start();
-    let dc = ours(vec![format!("ox:url={} user_from_metadata cache_lifetime=0", cap.url("", "/n"))]);
+    let dc = ours(vec![format!(
+        "ox:url={} user_from_metadata cache_lifetime=0",
+        cap.url("", "/n")
+    )]);
     for (value, expected) in [
         ("user=7@2\tfoo=bar", "7@2"),
         ("user=a=b", "a=b"),

@@ -26,7 +26,11 @@ pub fn plugin_path() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Which `ox` driver Dovecot runs.
@@ -70,7 +74,10 @@ pub struct Dovecot {
 
 impl Dovecot {
     pub fn start(opts: DovecotOpts) -> Dovecot {
-        let dir = tempfile::Builder::new().prefix("oxpush-dc-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("oxpush-dc-")
+            .tempdir()
+            .unwrap();
         let t = dir.path().to_path_buf();
         // Mail processes run as uid 5000: they must reach their home.
         chmod(&t, 0o755);
@@ -80,7 +87,11 @@ impl Dovecot {
         let spool = t.join("spool");
         std::fs::create_dir_all(&spool).unwrap();
         chmod(&spool, 0o1777);
-        for entry in std::fs::read_dir("/usr/lib/dovecot/modules").unwrap().flatten() {
+        let spool_dir = spool.clone();
+        for entry in std::fs::read_dir("/usr/lib/dovecot/modules")
+            .unwrap()
+            .flatten()
+        {
             let name = entry.file_name();
             if name.to_string_lossy().ends_with(".so") {
                 std::os::unix::fs::symlink(entry.path(), t.join("plugins").join(&name)).unwrap();
@@ -132,6 +143,11 @@ impl Dovecot {
             } else {
                 format!("push_notification_driver{}", i + 1)
             };
+            // `SPOOL` stands for this instance's spool directory.
+            let d = d.replace(
+                "spool_dir=SPOOL",
+                &format!("spool_dir={}", spool_dir.display()),
+            );
             writeln!(conf, "  {key} = {d}").unwrap();
         }
         conf.push_str("}\n");
@@ -196,12 +212,35 @@ impl Dovecot {
     }
 
     pub fn set_metadata(&self, user: &str, value: &str) {
-        let out = self.doveadm(&["mailbox", "metadata", "set", "-u", user, "-s", "", METADATA_KEY, value]);
-        assert!(out.status.success(), "metadata set: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.doveadm(&[
+            "mailbox",
+            "metadata",
+            "set",
+            "-u",
+            user,
+            "-s",
+            "",
+            METADATA_KEY,
+            value,
+        ]);
+        assert!(
+            out.status.success(),
+            "metadata set: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn get_metadata(&self, user: &str) -> String {
-        let out = self.doveadm(&["mailbox", "metadata", "get", "-u", user, "-s", "", METADATA_KEY]);
+        let out = self.doveadm(&[
+            "mailbox",
+            "metadata",
+            "get",
+            "-u",
+            user,
+            "-s",
+            "",
+            METADATA_KEY,
+        ]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -291,7 +330,7 @@ pub fn lmtp_deliver(port: u16, from: &str, rcpts: &[&str], msg: &[u8]) -> Vec<St
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     read_reply(&mut r);
-    let mut cmd = |w: &mut TcpStream, r: &mut BufReader<TcpStream>, c: &str| {
+    let cmd = |w: &mut TcpStream, r: &mut BufReader<TcpStream>, c: &str| {
         w.write_all(c.as_bytes()).unwrap();
         read_reply(r)
     };
@@ -352,7 +391,11 @@ impl Imap {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let w = s.try_clone().unwrap();
-        let mut imap = Imap { r: BufReader::new(s), w, tag: 0 };
+        let mut imap = Imap {
+            r: BufReader::new(s),
+            w,
+            tag: 0,
+        };
         let mut greeting = String::new();
         imap.r.read_line(&mut greeting).unwrap();
         let out = imap.cmd(&format!("LOGIN {user} {pass}"));
@@ -364,7 +407,9 @@ impl Imap {
     pub fn cmd(&mut self, c: &str) -> Vec<String> {
         self.tag += 1;
         let tag = format!("a{}", self.tag);
-        self.w.write_all(format!("{tag} {c}\r\n").as_bytes()).unwrap();
+        self.w
+            .write_all(format!("{tag} {c}\r\n").as_bytes())
+            .unwrap();
         self.read_until_tagged(&tag)
     }
 
@@ -403,7 +448,10 @@ impl Imap {
         let mut uid = None;
         for l in lines {
             if let Some(p) = l.find("UID ") {
-                uid = l[p + 4..].split(|c: char| !c.is_ascii_digit()).next().and_then(|s| s.parse().ok());
+                uid = l[p + 4..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|s| s.parse().ok());
             }
             if l.to_ascii_lowercase().starts_with("message-id:") {
                 if let Some(u) = uid.take() {
@@ -516,7 +564,9 @@ impl Capture {
         let until = Instant::now() + timeout;
         let mut st = self.state.0.lock().unwrap();
         while st.requests.len() < n {
-            let Some(left) = until.checked_duration_since(Instant::now()) else { break };
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                break;
+            };
             st = self.state.1.wait_timeout(st, left).unwrap().0;
         }
         st.requests.clone()
@@ -571,9 +621,18 @@ fn serve_conn(conn: TcpStream, st: Arc<(Mutex<CaptureState>, Condvar)>) {
         }
         let reply = {
             let mut s = st.0.lock().unwrap();
-            s.requests.push(Captured { method, target, headers, body, at: Instant::now() });
+            s.requests.push(Captured {
+                method,
+                target,
+                headers,
+                body,
+                at: Instant::now(),
+            });
             st.1.notify_all();
-            s.script.pop_front().or_else(|| s.default.clone()).unwrap_or(Reply::Status(204))
+            s.script
+                .pop_front()
+                .or_else(|| s.default.clone())
+                .unwrap_or(Reply::Status(204))
         };
         let (status, retry_after) = match reply {
             Reply::Status(s) => (s, None),
@@ -620,5 +679,103 @@ fn serve_conn(conn: TcpStream, st: Arc<(Mutex<CaptureState>, Condvar)>) {
 impl Capture {
     pub fn clear(&self) {
         self.state.0.lock().unwrap().requests.clear();
+    }
+}
+
+impl Dovecot {
+    pub fn master_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join("run/master.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Pids of this instance's child processes named `name` (e.g. "lmtp").
+    pub fn children(&self, name: &str) -> Vec<i32> {
+        let Some(master) = self.master_pid() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = &stat[open + 1..close];
+            let ppid: i32 = stat[close + 2..]
+                .split(' ')
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            if ppid == master && comm == name {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// The spool files (`*.ntf`) currently waiting, in all uid directories.
+    pub fn spooled(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.spool.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "ntf") {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Subjects (from the JSON bodies) of captured requests.
+pub fn subjects(reqs: &[Captured]) -> Vec<String> {
+    reqs.iter()
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+        .filter_map(|v| v["subject"].as_str().map(str::to_string))
+        .collect()
+}
+
+impl Dovecot {
+    /// Delivers several messages over one LMTP connection (so one lmtp process
+    /// handles them all); returns the reply per message.
+    pub fn lmtp_session(&self, rcpt: &str, msgs: &[Vec<u8>]) -> Vec<String> {
+        let s = TcpStream::connect(("127.0.0.1", self.lmtp_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        read_reply(&mut r);
+        w.write_all(b"LHLO test\r\n").unwrap();
+        read_reply(&mut r);
+        let mut out = Vec::new();
+        for msg in msgs {
+            for c in [
+                "MAIL FROM:<sender@example.org>\r\n".to_string(),
+                format!("RCPT TO:<{rcpt}>\r\n"),
+                "DATA\r\n".into(),
+            ] {
+                w.write_all(c.as_bytes()).unwrap();
+                let rep = read_reply(&mut r);
+                assert!(rep.starts_with('2') || rep.starts_with('3'), "{rep}");
+            }
+            w.write_all(&dot_stuff(msg)).unwrap();
+            out.push(read_reply(&mut r));
+        }
+        let _ = w.write_all(b"QUIT\r\n");
+        out
     }
 }
