@@ -43,7 +43,11 @@ fn main() {
 
     // 1. bindgen: constants only, through an allowlist.
     let bindings = bindgen::Builder::default()
-        .header(manifest_dir.join("dovecot-plugin/wrapper.h").to_string_lossy())
+        .header(
+            manifest_dir
+                .join("dovecot-plugin/wrapper.h")
+                .to_string_lossy(),
+        )
         .clang_arg(format!("-I{}", include_dir.display()))
         .clang_arg("-DHAVE_CONFIG_H")
         .allowlist_var("DOVECOT_ABI_VERSION")

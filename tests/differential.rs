@@ -23,7 +23,12 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     files.sort();
     files
         .into_iter()
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -49,18 +54,33 @@ fn run(driver: Driver, messages: &[(String, Vec<u8>)]) -> (Vec<Captured>, Vec<Ca
     let dc = Dovecot::start(DovecotOpts::new(
         driver,
         vec![
-            format!("ox:url={} user_from_metadata", cap.url("login:s3cr%%2Bt@", "/meta?x=1")),
+            format!(
+                "ox:url={} user_from_metadata",
+                cap.url("login:s3cr%%2Bt@", "/meta?x=1")
+            ),
             format!("ox:url={}", cap.url("login:s3cr%%2Bt@", "/plain")),
         ],
     ));
     dc.set_metadata("alice", "user=3@1");
     for (name, msg) in messages {
         let r = dc.lmtp(&["alice"], msg);
-        assert!(r[0].starts_with("250"), "{driver:?} {name}: {r:?}\n{}", dc.log());
+        assert!(
+            r[0].starts_with("250"),
+            "{driver:?} {name}: {r:?}\n{}",
+            dc.log()
+        );
     }
     let all = cap.wait_for(2 * messages.len(), Duration::from_secs(60));
-    let meta = all.iter().filter(|r| r.target.starts_with("/meta")).cloned().collect();
-    let plain = all.iter().filter(|r| r.target == "/plain").cloned().collect();
+    let meta = all
+        .iter()
+        .filter(|r| r.target.starts_with("/meta"))
+        .cloned()
+        .collect();
+    let plain = all
+        .iter()
+        .filter(|r| r.target == "/plain")
+        .cloned()
+        .collect();
     (meta, plain, dc.log())
 }
 
@@ -74,8 +94,16 @@ fn corpus_requests_are_identical_to_the_builtin_driver() {
     let builtin = builtin.join().unwrap();
 
     let mut mismatches = Vec::new();
-    for (label, theirs, mine) in [("meta", &builtin.0, &ours.0), ("plain", &builtin.1, &ours.1)] {
-        assert_eq!(theirs.len(), messages.len(), "built-in {label}: {}", builtin.2);
+    for (label, theirs, mine) in [
+        ("meta", &builtin.0, &ours.0),
+        ("plain", &builtin.1, &ours.1),
+    ] {
+        assert_eq!(
+            theirs.len(),
+            messages.len(),
+            "built-in {label}: {}",
+            builtin.2
+        );
         assert_eq!(mine.len(), messages.len(), "ours {label}: {}", ours.2);
         for (i, (t, m)) in theirs.iter().zip(mine.iter()).enumerate() {
             let name = &messages[i].0;
@@ -83,10 +111,22 @@ fn corpus_requests_are_identical_to_the_builtin_driver() {
                 ("method", t.method == m.method),
                 ("target", t.target == m.target),
                 ("header names", t.header_names() == m.header_names()),
-                ("Authorization", t.header("Authorization") == m.header("Authorization")),
-                ("Content-Type", t.header("Content-Type") == m.header("Content-Type")),
-                ("Connection", t.header("Connection") == m.header("Connection")),
-                ("Content-Length", t.header("Content-Length") == m.header("Content-Length")),
+                (
+                    "Authorization",
+                    t.header("Authorization") == m.header("Authorization"),
+                ),
+                (
+                    "Content-Type",
+                    t.header("Content-Type") == m.header("Content-Type"),
+                ),
+                (
+                    "Connection",
+                    t.header("Connection") == m.header("Connection"),
+                ),
+                (
+                    "Content-Length",
+                    t.header("Content-Length") == m.header("Content-Length"),
+                ),
                 ("body", norm(&t.body) == norm(&m.body)),
             ];
             for (what, ok) in checks {
@@ -102,8 +142,19 @@ fn corpus_requests_are_identical_to_the_builtin_driver() {
             }
         }
     }
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
     // The built-in driver logs the password at debug level; ours never does.
-    assert!(builtin.2.contains("login:s3cr%2Bt@"), "expected the built-in driver's leak as a control");
-    assert!(!ours.2.contains("s3cr+t") && !ours.2.contains("s3cr%2Bt"), "password in our log");
+    assert!(
+        builtin.2.contains("login:s3cr%2Bt@"),
+        "expected the built-in driver's leak as a control"
+    );
+    assert!(
+        !ours.2.contains("s3cr+t") && !ours.2.contains("s3cr%2Bt"),
+        "password in our log"
+    );
 }
