@@ -345,3 +345,51 @@ async fn disabled_transport_is_recorded_not_sent() {
     assert_eq!(p[0]["outcome"], "transport_disabled");
     assert!(h.fake_requests("gcm").await.is_empty());
 }
+
+#[tokio::test]
+async fn apns_timeout_is_retried_on_a_fresh_attempt() {
+    let opts = Opts {
+        extra_props: "mock.push.timeout_ms=400\n".into(),
+        ..Default::default()
+    };
+    let h = with_device(opts, APNS_TOKEN, "apn").await;
+    // The first request stalls past the client timeout; the retry is answered at once.
+    h.script(json!({"provider": "apns", "delay_ms": 1500}))
+        .await;
+    h.notify(&new_mail("3@1", 1)).await;
+    let p = h.wait_pushes(1, WAIT).await;
+    assert_eq!(p[0]["outcome"], "delivered", "{p:?}");
+    assert_eq!(p[0]["attempts"], 2);
+    let first = p[0]["history"][0]["reason"].as_str().unwrap();
+    assert!(first.starts_with("transport:"), "{first}");
+    assert_eq!(h.subscriptions().await.len(), 1);
+}
+
+#[tokio::test]
+async fn fcm_unavailable_is_retried_and_sender_id_mismatch_removes() {
+    let h = with_device(
+        Opts {
+            fcm: true,
+            apns: false,
+            ..Default::default()
+        },
+        "fcm-token-1",
+        "gcm",
+    )
+    .await;
+    h.script(json!({"provider": "fcm", "status": 503, "reason": "UNAVAILABLE"}))
+        .await;
+    h.notify(&new_mail("3@1", 1)).await;
+    let p = h.wait_pushes(1, WAIT).await;
+    assert_eq!(
+        (p[0]["outcome"].clone(), p[0]["attempts"].clone()),
+        (json!("delivered"), json!(2)),
+        "{p:?}"
+    );
+    h.script(json!({"provider": "fcm", "status": 403, "reason": "SENDER_ID_MISMATCH"}))
+        .await;
+    h.notify(&new_mail("3@1", 2)).await;
+    let p = h.wait_pushes(2, WAIT).await;
+    assert_eq!(p[1]["outcome"], "token_removed", "{p:?}");
+    assert!(h.subscriptions().await.is_empty());
+}
