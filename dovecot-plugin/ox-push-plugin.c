@@ -358,6 +358,13 @@ ox_push_driver_process_msg(struct push_notification_driver_txn *dtxn,
 			ox_push_flag_names(dtxn->ptxn->pool, fc->flags_clear,
 					   &fc->keywords_clear, &n);
 		}
+		if ((kinds[i].bit == OX_PUSH_EVENT_FLAGS_SET ||
+		     kinds[i].bit == OX_PUSH_EVENT_FLAGS_CLEAR) &&
+		    n.flags_count == 0 && n.keywords_count == 0) {
+			/* The framework creates both flag events for any
+			   change; an empty one says nothing. */
+			continue;
+		}
 		(void)ox_push_instance_submit(ouser->inst, &n);
 	}
 }

@@ -51,6 +51,8 @@ pub struct Spool {
     /// LMTP runs as root and switches its euid to each recipient's uid, so one
     /// process writes into several uid directories.
     dirs: Mutex<HashMap<u32, Arc<Dir>>>,
+    /// The euid the spool was opened with: where this process's stats live.
+    home_uid: u32,
 }
 
 struct Dir {
@@ -99,6 +101,7 @@ impl Spool {
             fsync,
             seq: AtomicU64::new(0),
             dirs: Mutex::new(HashMap::new()),
+            home_uid: euid(),
         };
         let dir = spool.dir_for(euid())?;
         // Prove the directory is writable now.
@@ -332,9 +335,11 @@ impl Spool {
         }
     }
 
-    /// Writes this process's counters next to its files (current euid's dir).
+    /// Writes this process's counters into the directory of the euid the spool
+    /// was opened with (one file per process, whatever LMTP's euid is now).
     pub fn write_stats(&self, json: &str) {
-        if let Some(dir) = self.dir() {
+        let dir = self.root.join(self.home_uid.to_string()).join(&self.key);
+        {
             let name = format!("stats-{}.json", self.pid);
             let tmp = dir.join("tmp").join(&name);
             if fs::write(&tmp, json).is_ok() {

@@ -143,11 +143,15 @@ impl Dovecot {
             } else {
                 format!("push_notification_driver{}", i + 1)
             };
-            // `SPOOL` stands for this instance's spool directory.
-            let d = d.replace(
+            // `SPOOL` stands for this instance's spool directory, which is
+            // also the default here (the built-in driver ignores the key).
+            let mut d = d.replace(
                 "spool_dir=SPOOL",
                 &format!("spool_dir={}", spool_dir.display()),
             );
+            if d.starts_with("ox:") && !d.contains("spool_dir=") {
+                d.push_str(&format!(" spool_dir={}", spool_dir.display()));
+            }
             writeln!(conf, "  {key} = {d}").unwrap();
         }
         conf.push_str("}\n");
