@@ -373,6 +373,9 @@ fn remaining(deadline: Instant) -> Option<Duration> {
 }
 
 fn io_error(e: io::Error) -> TransportError {
+    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        return TransportError::Tls(e.to_string());
+    }
     match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportError::Timeout,
         _ => TransportError::Lost(e.to_string()),

@@ -263,3 +263,42 @@ fn metadata_value_forms() {
         cap.clear();
     }
 }
+
+#[test]
+fn https_with_dovecot_ssl_client_ca_file() {
+    let (cap, ca_pem) = Capture::start_tls();
+    let untrusted = Capture::start_tls().0;
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), ca_pem).unwrap();
+    chmod(ca_file.path(), 0o644);
+    let dc = Dovecot::start(DovecotOpts {
+        extra: vec![format!("ssl_client_ca_file = {}", ca_file.path().display())],
+        ..DovecotOpts::new(
+            Driver::OxPush,
+            vec![
+                format!(
+                    "ox:url=https://u:pw@127.0.0.1:{}/tls user_from_metadata",
+                    cap.port
+                ),
+                format!(
+                    "ox:url=https://127.0.0.1:{}/untrusted user_from_metadata",
+                    untrusted.port
+                ),
+            ],
+        )
+    });
+    dc.set_metadata("alice", "user=3@1");
+    assert!(dc.lmtp(&["alice"], &simple_message("over tls"))[0].starts_with("250"));
+    let reqs = cap.wait_for(1, WAIT);
+    assert_eq!(reqs.len(), 1, "{}", dc.log());
+    assert_eq!(reqs[0].target, "/tls");
+    assert_eq!(reqs[0].header("Authorization"), Some("Basic dTpwdw=="));
+    assert!(reqs[0].body_str().contains("\"subject\":\"over tls\""));
+    // A certificate from a CA Dovecot does not trust is refused (and retried).
+    assert!(
+        dc.wait_log(WAIT, |l| l.contains("TLS error")),
+        "{}",
+        dc.log()
+    );
+    assert!(untrusted.requests().is_empty());
+}

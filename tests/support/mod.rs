@@ -505,6 +505,7 @@ pub enum Reply {
 
 #[derive(Default)]
 struct CaptureState {
+    tls: Option<Arc<rustls::ServerConfig>>,
     requests: Vec<Captured>,
     script: VecDeque<Reply>,
     default: Option<Reply>,
@@ -524,9 +525,42 @@ impl Capture {
     }
 
     pub fn start_on(port: u16) -> Capture {
+        Capture::start_with(port, None)
+    }
+
+    /// An https capture server with a certificate for 127.0.0.1 and localhost
+    /// signed by a fresh CA; returns the server and the CA's PEM.
+    pub fn start_tls() -> (Capture, String) {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ox-push test CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        (Capture::start_with(0, Some(Arc::new(config))), ca.pem())
+    }
+
+    fn start_with(port: u16, tls: Option<Arc<rustls::ServerConfig>>) -> Capture {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let state: Arc<(Mutex<CaptureState>, Condvar)> = Arc::default();
+        state.0.lock().unwrap().tls = tls;
         let l = listener.try_clone().unwrap();
         let st = state.clone();
         thread::spawn(move || {
@@ -588,10 +622,21 @@ impl Drop for Capture {
     }
 }
 
+/// A connection the capture server talks over: plain TCP or TLS.
+pub trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
 fn serve_conn(conn: TcpStream, st: Arc<(Mutex<CaptureState>, Condvar)>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut w = conn.try_clone().unwrap();
-    let mut r = BufReader::new(conn);
+    let tls = st.0.lock().unwrap().tls.clone();
+    let stream: Box<dyn Conn> = match tls {
+        Some(config) => {
+            let server = rustls::ServerConnection::new(config).unwrap();
+            Box::new(rustls::StreamOwned::new(server, conn))
+        }
+        None => Box::new(conn),
+    };
+    let mut r = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
         if r.read_line(&mut request_line).unwrap_or(0) == 0 {
@@ -674,7 +719,11 @@ fn serve_conn(conn: TcpStream, st: Arc<(Mutex<CaptureState>, Condvar)>) {
         } else {
             resp.push_str("Content-Length: 0\r\n\r\n");
         }
-        if w.write_all(resp.as_bytes()).is_err() {
+        if r.get_mut()
+            .write_all(resp.as_bytes())
+            .and_then(|_| r.get_mut().flush())
+            .is_err()
+        {
             return;
         }
     }
