@@ -256,7 +256,24 @@ impl Endpoint {
         crate::keep_loaded();
         let handle = thread::Builder::new()
             .name("ox-push-sender".into())
-            .spawn(move || ep.run(tls));
+            .spawn(move || loop {
+                // A bug must not silently stop this endpoint's deliveries:
+                // log it and start over (the queue and spool are intact).
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    ep.clone().run(tls.clone())
+                }));
+                if run.is_ok() {
+                    break;
+                }
+                background(
+                    OxPushLogLevel::Error,
+                    format!(
+                        "BUG: the sender for {} panicked; restarting it in 1 s",
+                        ep.label
+                    ),
+                );
+                thread::sleep(Duration::from_secs(1));
+            });
         match handle {
             Ok(h) => *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h),
             Err(e) => {
