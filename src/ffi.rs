@@ -1,6 +1,6 @@
 //! The only `extern "C"` functions of the plugin: the API the C shim calls.
 //!
-//! Every function runs its body through [`guard`], which catches a panic, logs
+//! Every function runs its body through `guard`, which catches a panic, logs
 //! one error line naming the function, the panic message and its location, and
 //! returns the documented fallback. Nothing unwinds into Dovecot.
 //!
