@@ -169,11 +169,18 @@ pub struct DemoPorts {
     pub fake_admin: u16,
 }
 
+/// Passwords for `init-demo`; random when `None`.
+#[derive(Debug, Clone, Default)]
+pub struct DemoSecrets {
+    pub rest_password: Option<String>,
+    pub user_password: Option<String>,
+}
+
 /// The demo user and device that `init-demo` creates.
 pub const DEMO_USER: (&str, i32, i32) = ("demo", 3, 1);
 
 /// Writes a complete demo configuration into `dir`; returns the lines to print.
-pub fn init_demo(dir: &Path, p: DemoPorts) -> Result<Vec<String>, DemoError> {
+pub fn init_demo(dir: &Path, p: DemoPorts, secrets: DemoSecrets) -> Result<Vec<String>, DemoError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let write = |name: &str, text: &str| -> Result<(), DemoError> {
         let path = dir.join(name);
@@ -189,8 +196,22 @@ pub fn init_demo(dir: &Path, p: DemoPorts) -> Result<Vec<String>, DemoError> {
         "fcm-service-account.json",
         &service_account("mock-demo", &token_uri)?,
     )?;
-    let rest_password = hex::encode(rand::random::<[u8; 12]>());
-    let user_password = hex::encode(rand::random::<[u8; 6]>());
+    let rest_password = secrets
+        .rest_password
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 12]>()));
+    let user_password = secrets
+        .user_password
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 6]>()));
+    for (what, v) in [
+        ("rest password", &rest_password),
+        ("user password", &user_password),
+    ] {
+        if v.is_empty() || v.contains(['@', ':', '/', '\n', ' ']) {
+            return Err(DemoError::Key(format!(
+                "the {what} must be non-empty without '@', ':', '/', spaces or newlines"
+            )));
+        }
+    }
     let (login, uid, cid) = DEMO_USER;
     let props = format!(
         "# Written by `mock-middleware init-demo`.\n\

@@ -49,6 +49,12 @@ enum Cmd {
         fcm_port: u16,
         #[arg(long, default_value_t = 8445)]
         fake_admin_port: u16,
+        /// Password Dovecot uses for http-notify (Basic auth, login `dovecot`); random if absent.
+        #[arg(long)]
+        rest_password: Option<String>,
+        /// Password of the demo user `demo`; random if absent.
+        #[arg(long)]
+        user_password: Option<String>,
     },
     /// Load generator for the benchmark: PUT notifications from this process.
     Load(mock_middleware::loadgen::LoadArgs),
@@ -102,6 +108,8 @@ async fn main() -> anyhow::Result<()> {
             apns_port,
             fcm_port,
             fake_admin_port,
+            rest_password,
+            user_password,
         } => {
             let ports = mock_middleware::demo::DemoPorts {
                 http: http_port,
@@ -110,7 +118,11 @@ async fn main() -> anyhow::Result<()> {
                 fcm: fcm_port,
                 fake_admin: fake_admin_port,
             };
-            for line in mock_middleware::demo::init_demo(&dir, ports)? {
+            let secrets = mock_middleware::demo::DemoSecrets {
+                rest_password,
+                user_password,
+            };
+            for line in mock_middleware::demo::init_demo(&dir, ports, secrets)? {
                 println!("{line}");
             }
         }

@@ -113,6 +113,7 @@ async fn demo_flow_pushes_a_notification_to_the_fake_apns() {
             "--fake-admin-port",
             &ps[4],
         ])
+        .args(["--rest-password", "demo-rest-pw"])
         .output()
         .unwrap();
     assert!(
@@ -126,6 +127,10 @@ async fn demo_flow_pushes_a_notification_to_the_fake_apns() {
         .find_map(|l| l.strip_prefix("http-notify URL for Dovecot: "))
         .expect("URL line")
         .to_string();
+    assert!(
+        url.starts_with("http://dovecot:demo-rest-pw@127.0.0.1:"),
+        "{url}"
+    );
     let token = text
         .lines()
         .find_map(|l| l.strip_prefix("seeded APNs device token: "))

@@ -154,6 +154,16 @@ async fn dispatch(mut rx: mpsc::Receiver<PushJob>, ctx: Arc<Ctx>, sem: Arc<Semap
     }
 }
 
+/// A device token shortened for logs: tokens are credentials of a sort and never logged whole.
+pub fn mask(token: &str) -> String {
+    let head: String = token.chars().take(8).collect();
+    if head.len() < token.len() {
+        format!("{head}…")
+    } else {
+        "…".into()
+    }
+}
+
 fn outcome_name(o: &Outcome) -> &'static str {
     match o {
         Outcome::Delivered => "delivered",
@@ -196,6 +206,7 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
         rec.finished_ms = now_ms();
         rec.latency_ms = job.received.elapsed().as_secs_f64() * 1000.0;
         ctx.metrics.push(provider, outcome);
+        tracing::debug!(provider, outcome, token = %mask(&rec.token), status = ?rec.status, reason = %rec.reason, "push finished");
         ctx.recorder.record_push(rec);
     };
     if !ctx.allowed.is_empty() && !ctx.allowed.iter().any(|p| wildcard_match(p, &sub.client)) {
@@ -288,6 +299,12 @@ mod tests {
             let lo = base * (1 << (attempt - 1));
             assert!(d >= lo && d <= lo.mul_f64(1.5), "{attempt}: {d:?}");
         }
+    }
+
+    #[test]
+    fn tokens_are_masked_for_logs() {
+        assert_eq!(mask("0123456789abcdef"), "01234567…");
+        assert_eq!(mask("short"), "…");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! SQLite implementation of [`Store`](super::Store), with `PRAGMA user_version` migrations.
+//! SQLite implementation of [`Store`], with `PRAGMA user_version` migrations.
 //!
 //! One connection behind a mutex is enough: every write is small and the hot path reads from
 //! the in-memory index, not from here. WAL mode keeps writes cheap and crash-safe.
