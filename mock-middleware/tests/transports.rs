@@ -393,3 +393,24 @@ async fn fcm_unavailable_is_retried_and_sender_id_mismatch_removes() {
     assert_eq!(p[1]["outcome"], "token_removed", "{p:?}");
     assert!(h.subscriptions().await.is_empty());
 }
+
+#[tokio::test]
+async fn apns_expired_provider_token_is_refreshed_once_and_resent() {
+    let h = with_device(Opts::default(), APNS_TOKEN, "apn").await;
+    h.script(json!({"provider": "apns", "status": 403, "reason": "ExpiredProviderToken"}))
+        .await;
+    h.notify(&new_mail("3@1", 1)).await;
+    let p = h.wait_pushes(1, WAIT).await;
+    assert_eq!(p[0]["outcome"], "delivered", "{p:?}");
+    let got = h.fake_requests("apns").await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        (got[0]["status"].clone(), got[0]["reason"].clone()),
+        (json!(403), json!("ExpiredProviderToken"))
+    );
+    assert_eq!(
+        got[1]["status"], 200,
+        "the resend with a fresh JWT is accepted: {:?}",
+        got[1]
+    );
+}

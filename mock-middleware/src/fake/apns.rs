@@ -136,6 +136,10 @@ async fn handle(
     });
     let (status, reason, retry) =
         verdict(&s, &conn, &method, &uri, &headers, &body, &token, &mut rec).await;
+    if reason.as_deref() == Some("ExpiredProviderToken") {
+        // The provider must sign a new token now; that one is not a too-frequent update.
+        *conn.jwt.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
     rec["status"] = json!(status);
     rec["reason"] = json!(reason);
     s.record(rec);
