@@ -6,7 +6,7 @@ PLUGIN_SO := lib30_ox_push_plugin.so
 RELEASE_DIR := target/release
 SPOOL_DIR ?= /var/spool/dovecot-ox-push
 
-.PHONY: all deps plugin install header lint test demo bench clean
+.PHONY: all deps plugin install header lint test demo bench bench-middleware clean
 
 all: plugin
 
@@ -50,6 +50,9 @@ demo: deps
 
 bench: deps
 	@bench/delivery.sh
+
+bench-middleware: deps
+	@bench/middleware-load.sh
 
 clean:
 	$(CARGO) clean

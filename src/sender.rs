@@ -325,7 +325,10 @@ impl Endpoint {
         let mut stats_dirty = true;
         let mut last_stats = Instant::now() - Duration::from_secs(10);
         loop {
-            if stats_dirty && last_stats.elapsed() >= Duration::from_millis(500) {
+            // Counters: at most every 500 ms under load, at once when idle.
+            if stats_dirty
+                && (last_stats.elapsed() >= Duration::from_millis(500) || self.depth() == 0)
+            {
                 self.write_stats();
                 stats_dirty = false;
                 last_stats = Instant::now();
