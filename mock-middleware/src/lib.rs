@@ -10,6 +10,8 @@ pub mod demo;
 pub mod event;
 pub mod fake;
 pub mod http;
+pub mod imap;
+pub mod listeners;
 pub mod loadgen;
 pub mod metrics;
 pub mod push;

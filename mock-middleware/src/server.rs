@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::config::{ApnsAuth, Settings};
 use crate::http::{self, AppState};
+use crate::listeners::Listeners;
 use crate::metrics::Metrics;
 use crate::push::{self, apns, fcm, gcm, Providers};
 use crate::recording::{Faults, Recorder};
@@ -28,6 +29,12 @@ pub enum StartError {
     Fcm(String),
     #[error("Cannot listen on {0}: {1}.")]
     Bind(SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Push(#[from] crate::config::push::StartupRefusal),
+    #[error("Credential storage: {0}.")]
+    Credentials(#[from] crate::listeners::creds::CredError),
+    #[error("{0}")]
+    Branding(String),
 }
 
 /// A running instance; dropping it does not stop it, call [`Running::shutdown`].
@@ -116,11 +123,28 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 
 /// Like [`start`] with explicit providers (tests plug doubles in here).
 pub async fn start_with(settings: Settings, providers: Providers) -> Result<Running, StartError> {
+    settings.push.check()?;
+    let branding = match &settings.push.branding {
+        Some(p) => Some(crate::http::config::Branding::load(p).map_err(StartError::Branding)?),
+        None => None,
+    };
     let db = settings.db.clone();
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
         .await
         .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
-    let subs = Subscriptions::open(Arc::new(store))?;
+    let store = Arc::new(store);
+    let subs = Subscriptions::open(store.clone())?;
+    let s2 = settings.clone();
+    let (st2, subs2) = (store.clone(), subs.clone());
+    let listeners = tokio::task::spawn_blocking(move || Listeners::open(&s2, st2, subs2))
+        .await
+        .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
+    let weak = Arc::downgrade(&listeners);
+    subs.set_removal_hook(Arc::new(move |cid, uid| {
+        if let Some(l) = weak.upgrade() {
+            tokio::spawn(async move { l.subscriptions_removed(cid, uid).await });
+        }
+    }));
     let recorder = Arc::new(Recorder::new(settings.recordings_max));
     let metrics = Arc::new(Metrics::new());
     let queue = push::start(
@@ -153,7 +177,10 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
         faults: Faults::default(),
         metrics,
         queue,
+        listeners: listeners.clone(),
+        branding,
     });
+    listeners.reassert_all().await;
     let (stop, rx) = watch::channel(false);
     let serve = |l: TcpListener, app: axum::Router, mut rx: watch::Receiver<bool>| {
         tokio::spawn(async move {

@@ -6,6 +6,7 @@
 
 pub mod mailapp;
 pub mod properties;
+pub mod push;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use mailapp::MailAppConfig;
 pub use properties::Properties;
+pub use push::{CredFormat, ImapSettings, ImapTls, PushSettings};
 pub use users::{UserEntry, UsersFile};
 
 /// Prefix of the legacy mobile push properties; OX spells it `openxchange` (sic).
@@ -90,6 +92,7 @@ pub struct Settings {
     pub gcm: GcmSettings,
     pub users: UsersFile,
     pub mailapp: MailAppConfig,
+    pub push: PushSettings,
 }
 
 impl Default for Settings {
@@ -131,6 +134,7 @@ impl Default for Settings {
             gcm: GcmSettings::default(),
             users: UsersFile::default(),
             mailapp: MailAppConfig::default(),
+            push: PushSettings::default(),
         }
     }
 }
@@ -253,6 +257,7 @@ impl Settings {
                 "gcm.serviceaccount or gcm.key to be set when gcm.enabled is true",
             ));
         }
+        s.push = push::read(&r)?;
         Ok(s)
     }
 

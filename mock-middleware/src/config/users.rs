@@ -14,6 +14,8 @@ use super::ConfigError;
 #[serde(deny_unknown_fields)]
 pub struct UserEntry {
     pub login: String,
+    /// Checked only when login is not IMAP-backed (`mock.imap.host` unset).
+    #[serde(default)]
     pub password: String,
     #[serde(rename = "userId")]
     pub user_id: i32,

@@ -78,3 +78,52 @@ pub async fn metrics(State(s): State<S>) -> Response {
     )
         .into_response()
 }
+
+/// `GET /mock/pushusers`: running permanent listeners (`[{"context":1,"user":3,"permanent":true}]`).
+pub async fn pushusers(State(s): State<S>) -> Json<Value> {
+    Json(json!(s
+        .listeners
+        .running()
+        .iter()
+        .map(|(c, u)| json!({"context": c, "user": u, "permanent": true}))
+        .collect::<Vec<_>>()))
+}
+
+/// `GET /mock/registrations`: OX's `registeredPush` rows.
+pub async fn registrations(State(s): State<S>) -> Response {
+    match s.listeners.registrations().await {
+        Ok(r) => Json(json!(r
+            .iter()
+            .map(|(c, u, cl)| json!({"context": c, "user": u, "client": cl}))
+            .collect::<Vec<_>>()))
+        .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// `DELETE /mock/registrations?context=&user=&client=` (`pushusers -r`): `{"deleted":bool}`.
+pub async fn unregister(
+    State(s): State<S>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let num = |k: &str| q.get(k).and_then(|v| v.parse::<i32>().ok());
+    let (Some(c), Some(u), Some(cl)) = (num("context"), num("user"), q.get("client")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "context, user and client are required"})),
+        )
+            .into_response();
+    };
+    match s.listeners.unregister(c, u, cl).await {
+        Ok(d) => Json(json!({"deleted": d})).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}

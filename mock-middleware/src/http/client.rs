@@ -13,6 +13,7 @@ use serde_json::json;
 use super::envelope::{data, OxError};
 use super::State as S;
 use crate::config::wildcard_match;
+use crate::listeners::LoginError;
 
 /// Clients that count as the mail app for the `mailapp-config.yml` gate.
 pub fn is_mail_app(client: &str) -> bool {
@@ -78,7 +79,7 @@ pub async fn login(
     let p = params(q, &headers, &body);
     match p.get("action").map(String::as_str) {
         None => OxError::missing_param("action").into_response(),
-        Some("login") if method == Method::POST => do_login(&s, &p, &headers),
+        Some("login") if method == Method::POST => do_login(&s, &p, &headers).await,
         Some("login") => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "POST")],
@@ -99,7 +100,7 @@ pub async fn login(
     }
 }
 
-fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Response {
+async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Response {
     let Some(name) = p.get("name") else {
         return OxError::missing_param("name").into_response();
     };
@@ -121,30 +122,48 @@ fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Response
             .into_response();
         }
     }
-    let user = s.settings.users.find(name).filter(|u| {
-        use subtle::ConstantTimeEq;
-        bool::from(u.password.as_bytes().ct_eq(password.as_bytes()))
-    });
-    let Some(user) = user else {
-        return OxError::new(
+    let bad_credentials = || {
+        OxError::new(
             "LGI-0006",
             super::envelope::Category::UserInput,
             "The user name or password is incorrect.",
         )
-        .into_response();
+        .into_response()
+    };
+    let (user_id, context_id) = if s.listeners.imap_login() {
+        match s.listeners.authenticate(name, password).await {
+            Ok(ids) => ids,
+            Err(LoginError::Refused(_)) => return bad_credentials(),
+            Err(LoginError::Unavailable(reason)) => {
+                tracing::warn!(login = %name, %reason, "IMAP login could not be checked");
+                return OxError::new(
+                    "LGI-0003",
+                    super::envelope::Category::TryAgain,
+                    "The login could not be checked: the mail server is not reachable.",
+                )
+                .into_response();
+            }
+        }
+    } else {
+        let user = s.settings.users.find(name).filter(|u| {
+            use subtle::ConstantTimeEq;
+            !u.password.is_empty() && bool::from(u.password.as_bytes().ct_eq(password.as_bytes()))
+        });
+        match user {
+            Some(u) => (u.user_id, u.context_id),
+            None => return bad_credentials(),
+        }
     };
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let sess = s
-        .sessions
-        .create(&user.login, user.user_id, user.context_id, &client, ua);
+    let sess = s.sessions.create(name, user_id, context_id, &client, ua);
     let body = json!({
         "session": sess.id,
-        "user": user.login,
-        "user_id": user.user_id,
-        "context_id": user.context_id,
+        "user": name,
+        "user_id": user_id,
+        "context_id": context_id,
         "locale": "en_US",
     });
     let mut r = (StatusCode::OK, Json(body)).into_response();

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod config;
 pub mod envelope;
 pub mod notify;
 pub mod session;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub faults: Faults,
     pub metrics: Arc<Metrics>,
     pub queue: mpsc::Sender<PushJob>,
+    pub listeners: Arc<crate::listeners::Listeners>,
+    pub branding: Option<config::Branding>,
 }
 
 pub type State = Arc<AppState>;
@@ -53,6 +56,8 @@ pub fn public_router(state: State) -> Router {
             "/preliminary/http-notify/v1/notify",
             put(notify::notify).fallback(notify::wrong_method),
         )
+        .route("/config/providers", get(config::providers))
+        .route("/config/providers/{id}", get(config::provider))
         .nest("/ajax", api.clone())
         .nest("/appsuite/api", api)
         .fallback(|uri: axum::http::Uri| async move { envelope::grizzly_not_found(uri.path()) })
@@ -68,6 +73,11 @@ pub fn admin_router(state: State) -> Router {
         .route("/mock/recordings", axum::routing::delete(admin::clear))
         .route("/mock/subscriptions", get(admin::subscriptions))
         .route("/mock/latency", get(admin::latency))
+        .route("/mock/pushusers", get(admin::pushusers))
+        .route(
+            "/mock/registrations",
+            get(admin::registrations).delete(admin::unregister),
+        )
         .route("/metrics", get(admin::metrics))
         .with_state(state)
 }

@@ -160,17 +160,25 @@ pub async fn mobilenotifier(
                 Some(other) => format!("ox:{other}"),
                 None => unreachable!("subscribe always has a provider"),
             };
-            s.subs
+            let topics = vec![topic];
+            let r = s
+                .subs
                 .put(Subscription {
                     context_id: sess.context_id,
                     user_id: sess.user_id,
                     client: sess.client.as_str().into(),
                     transport: transport.into(),
                     token,
-                    topics: vec![topic].into(),
+                    topics: topics.clone().into(),
                     created: now_ms(),
                 })
-                .await
+                .await;
+            if r.is_ok() {
+                s.listeners
+                    .subscribed(sess.context_id, sess.user_id, &sess.client, &topics)
+                    .await;
+            }
+            r
         }
         "unsubscribe" => s
             .subs
@@ -312,10 +320,10 @@ async fn pns_inner(
         .put(Subscription {
             context_id: sess.context_id,
             user_id: sess.user_id,
-            client: client.into(),
+            client: client.as_str().into(),
             transport: transport.into(),
             token,
-            topics: topics.into(),
+            topics: topics.clone().into(),
             created: now_ms(),
         })
         .await
@@ -327,6 +335,9 @@ async fn pns_inner(
                 "The subscription could not be stored.",
             )
         })?;
+    s.listeners
+        .subscribed(sess.context_id, sess.user_id, &client, &topics)
+        .await;
     Ok(data(json!({"success": true})))
 }
 

@@ -5,10 +5,11 @@
 //! then to the index. The [`Store`] trait is what a PostgreSQL backend would implement to let
 //! several middleware nodes share subscriptions.
 
+pub mod registry;
 pub mod sqlite;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde::Serialize;
 
@@ -136,12 +137,16 @@ impl Interner {
     }
 }
 
+/// Called with (context, user) after subscriptions of that user went away.
+pub type RemovalHook = Arc<dyn Fn(i32, i32) + Send + Sync>;
+
 /// The durable store plus its in-memory index.
 #[derive(Clone)]
 pub struct Subscriptions {
     store: Arc<dyn Store>,
     index: Arc<RwLock<Index>>,
     interner: Arc<Mutex<Interner>>,
+    on_removed: Arc<OnceLock<RemovalHook>>,
 }
 
 impl Subscriptions {
@@ -161,7 +166,20 @@ impl Subscriptions {
             store,
             index: Arc::new(RwLock::new(index)),
             interner: Arc::new(Mutex::new(interner)),
+            on_removed: Arc::default(),
         })
+    }
+
+    /// Installs the hook told about users that lost subscriptions (unsubscribe, dead token,
+    /// token moved to another user). Only the first call has an effect.
+    pub fn set_removal_hook(&self, hook: RemovalHook) {
+        let _ = self.on_removed.set(hook);
+    }
+
+    fn removed(&self, context_id: i32, user_id: i32) {
+        if let Some(h) = self.on_removed.get() {
+            h(context_id, user_id);
+        }
     }
 
     /// The user's subscriptions (a cheap clone of shared pointers; never touches the database).
@@ -215,14 +233,22 @@ impl Subscriptions {
         let sub = self.interner.lock().expect("interner lock").intern(sub);
         let s2 = sub.clone();
         let previous = self.blocking(move |st| st.put(&s2)).await?;
-        let mut idx = self.index.write().expect("index lock");
-        if let Some(prev) = previous {
-            remove_from(&mut idx, &SubKey::from(&prev));
+        let moved = {
+            let mut idx = self.index.write().expect("index lock");
+            let moved = previous.as_ref().and_then(|prev| {
+                remove_from(&mut idx, &SubKey::from(prev));
+                ((prev.context_id, prev.user_id) != (sub.context_id, sub.user_id))
+                    .then_some((prev.context_id, prev.user_id))
+            });
+            remove_from(&mut idx, &SubKey::from(&sub));
+            idx.entry((sub.context_id, sub.user_id))
+                .or_default()
+                .push(Arc::new(sub));
+            moved
+        };
+        if let Some((c, u)) = moved {
+            self.removed(c, u);
         }
-        remove_from(&mut idx, &SubKey::from(&sub));
-        idx.entry((sub.context_id, sub.user_id))
-            .or_default()
-            .push(Arc::new(sub));
         Ok(())
     }
 
@@ -231,6 +257,9 @@ impl Subscriptions {
         let k2 = key.clone();
         let gone = self.blocking(move |st| st.remove(&k2)).await?;
         remove_from(&mut self.index.write().expect("index lock"), &key);
+        if gone {
+            self.removed(key.context_id, key.user_id);
+        }
         Ok(gone)
     }
 
@@ -244,9 +273,16 @@ impl Subscriptions {
         let removed = self
             .blocking(move |st| st.remove_token(context_id, &transport, &token))
             .await?;
-        let mut idx = self.index.write().expect("index lock");
-        for s in &removed {
-            remove_from(&mut idx, &SubKey::from(s));
+        {
+            let mut idx = self.index.write().expect("index lock");
+            for s in &removed {
+                remove_from(&mut idx, &SubKey::from(s));
+            }
+        }
+        let users: HashSet<(i32, i32)> =
+            removed.iter().map(|s| (s.context_id, s.user_id)).collect();
+        for (c, u) in users {
+            self.removed(c, u);
         }
         Ok(removed.len())
     }

@@ -21,7 +21,17 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE subscriptions (
         created INTEGER NOT NULL,
         PRIMARY KEY (client, transport, token)
     );
-    CREATE INDEX subscriptions_user ON subscriptions (context_id, user_id);"];
+    CREATE INDEX subscriptions_user ON subscriptions (context_id, user_id);",
+    // Permanent listeners: ids of IMAP-authenticated users, OX's registeredPush and
+    // credentials tables, and the credential storage's key check.
+    "CREATE TABLE contexts (domain TEXT PRIMARY KEY, context_id INTEGER NOT NULL UNIQUE);
+    CREATE TABLE users (login TEXT PRIMARY KEY, context_id INTEGER NOT NULL, user_id INTEGER NOT NULL,
+        UNIQUE (context_id, user_id));
+    CREATE TABLE registered_push (context_id INTEGER NOT NULL, user_id INTEGER NOT NULL,
+        client TEXT NOT NULL, PRIMARY KEY (context_id, user_id, client));
+    CREATE TABLE credentials (context_id INTEGER NOT NULL, user_id INTEGER NOT NULL,
+        login TEXT NOT NULL, password TEXT NOT NULL, PRIMARY KEY (context_id, user_id));
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"];
 
 /// A SQLite file holding subscriptions.
 pub struct SqliteStore {
@@ -76,6 +86,11 @@ impl SqliteStore {
             }
         }
         tx.commit().map_err(db)
+    }
+
+    /// Runs `f` on the connection (the registry tables live in the same file).
+    pub fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        f(&mut self.lock())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {

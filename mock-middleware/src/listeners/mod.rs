@@ -1,0 +1,406 @@
+//! Permanent listeners (spec §3, §10): a user with a mail subscription of an allowed client is
+//! registered in Dovecot by one `SETMETADATA "" (/private/vendor/vendor.dovecot/http-notify
+//! "user=<uid>@<cid>")`; the last mail subscription gone → `NIL`. Registrations (OX's
+//! `registeredPush`) live in SQLite and are re-asserted at start-up.
+//!
+//! Each user is reconciled by one task at a time: it reads whether the user still has a
+//! registration and makes Dovecot agree, so racing subscribe/unsubscribe calls converge.
+//! IMAP credentials, in order: the Dovecot master user, the password of a live session,
+//! the credential storage.
+
+pub mod creds;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::{wildcard_match, PushSettings, Settings, UsersFile};
+use crate::imap::{Imap, ImapError, METADATA_KEY};
+use crate::store::{SqliteStore, StoreError, Subscriptions};
+use creds::{CredError, CredStore, Credential};
+
+/// The topic that makes a subscription a mail subscription.
+pub const MAIL_TOPIC: &str = "ox:mail:new";
+
+type UserKey = (i32, i32);
+
+/// Shared state of the permanent listeners.
+pub struct Listeners {
+    push: PushSettings,
+    users: UsersFile,
+    allowed_clients: Vec<String>,
+    db: Arc<SqliteStore>,
+    subs: Subscriptions,
+    creds: Option<CredStore>,
+    /// Passwords of live sessions (memory only), keyed by (context, user).
+    live: Mutex<HashMap<UserKey, Credential>>,
+    /// Users whose METADATA registration is in place: (context, user).
+    running: Mutex<BTreeSet<UserKey>>,
+    locks: Mutex<HashMap<UserKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Why a login was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Db(format!("storage task failed: {e}")))?
+}
+
+impl Listeners {
+    /// Builds the listeners; fails when the credential storage cannot be opened.
+    pub fn open(
+        s: &Settings,
+        db: Arc<SqliteStore>,
+        subs: Subscriptions,
+    ) -> Result<Arc<Listeners>, CredError> {
+        let creds = CredStore::open(&s.push.credstorage, &db)?;
+        Ok(Arc::new(Listeners {
+            push: s.push.clone(),
+            users: s.users.clone(),
+            allowed_clients: s.allowed_clients.clone(),
+            db,
+            subs,
+            creds,
+            live: Mutex::default(),
+            running: Mutex::default(),
+            locks: Mutex::default(),
+        }))
+    }
+
+    /// True when logins go to IMAP (`mock.imap.host` is set).
+    pub fn imap_login(&self) -> bool {
+        self.push.imap.is_some()
+    }
+
+    /// IMAP LOGIN against Dovecot; on success the user's stable ids (userId, contextId).
+    pub async fn authenticate(
+        &self,
+        login: &str,
+        password: &str,
+    ) -> Result<(i32, i32), LoginError> {
+        let imap = self.push.imap.as_ref().expect("imap_login checked");
+        match Imap::open(imap, login, password).await {
+            Ok(c) => c.logout().await,
+            Err(ImapError::Auth { .. }) => {
+                return Err(LoginError::Refused("authentication failed".into()))
+            }
+            Err(e) => return Err(LoginError::Unavailable(e.to_string())),
+        }
+        let (db, users, l) = (self.db.clone(), self.users.clone(), login.to_string());
+        let ids = blocking(move || db.user_ids(&l, &users))
+            .await
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        let cred = Credential {
+            login: login.to_string(),
+            password: password.to_string(),
+        };
+        self.live
+            .lock()
+            .expect("live lock")
+            .insert((ids.1, ids.0), cred);
+        Ok(ids)
+    }
+
+    fn client_allowed(&self, client: &str) -> bool {
+        self.allowed_clients.is_empty()
+            || self
+                .allowed_clients
+                .iter()
+                .any(|p| wildcard_match(p, client))
+    }
+
+    /// After a subscription was stored: registers the user when it has mail interest.
+    pub async fn subscribed(self: &Arc<Self>, cid: i32, uid: i32, client: &str, topics: &[String]) {
+        let mail = topics
+            .iter()
+            .any(|t| t == "*" || t == MAIL_TOPIC || t == "ox:mail:*" || t == "ox:*");
+        if !mail || self.push.imap.is_none() || !self.client_allowed(client) {
+            return;
+        }
+        if !self.push.allow_permanent {
+            tracing::info!(
+                user = uid,
+                context = cid,
+                "com.openexchange.push.allowPermanentPush=false: no permanent listener started"
+            );
+            return;
+        }
+        let (db, c) = (self.db.clone(), client.to_string());
+        if let Err(e) = blocking(move || db.add_registration(cid, uid, &c)).await {
+            tracing::error!(error = %e, "push registration could not be stored");
+            return;
+        }
+        let live = self
+            .live
+            .lock()
+            .expect("live lock")
+            .get(&(cid, uid))
+            .cloned();
+        if let (Some(store), Some(cred)) = (&self.creds, live) {
+            if let Err(e) = store.put(cid, uid, &cred) {
+                tracing::error!(user = uid, context = cid, error = %e, "credentials could not be stored");
+            }
+        }
+        self.spawn_reconcile(cid, uid, "subscribe");
+    }
+
+    /// After subscriptions of a user went away: drops registrations without mail subscriptions.
+    pub async fn subscriptions_removed(self: &Arc<Self>, cid: i32, uid: i32) {
+        if self.push.imap.is_none() {
+            return;
+        }
+        let db = self.db.clone();
+        let regs = match blocking(move || db.registrations()).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "push registrations could not be read");
+                return;
+            }
+        };
+        let subs = self.subs.for_user(cid, uid);
+        let mut changed = false;
+        for (_, _, client) in regs.into_iter().filter(|r| r.0 == cid && r.1 == uid) {
+            let still = subs
+                .iter()
+                .any(|s| *s.client == *client && s.matches_topic(MAIL_TOPIC));
+            if !still {
+                let db = self.db.clone();
+                changed |= blocking(move || db.remove_registration(cid, uid, &client))
+                    .await
+                    .unwrap_or(false);
+            }
+        }
+        if changed {
+            self.spawn_reconcile(cid, uid, "unsubscribe");
+        }
+    }
+
+    /// `pushusers -r`: removes one registration; true when it existed.
+    pub async fn unregister(
+        self: &Arc<Self>,
+        cid: i32,
+        uid: i32,
+        client: &str,
+    ) -> Result<bool, StoreError> {
+        let (db, c) = (self.db.clone(), client.to_string());
+        let gone = blocking(move || db.remove_registration(cid, uid, &c)).await?;
+        if gone {
+            self.spawn_reconcile(cid, uid, "pushusers -r");
+        }
+        Ok(gone)
+    }
+
+    /// Start-up: re-asserts every registered user.
+    pub async fn reassert_all(self: &Arc<Self>) {
+        if self.push.imap.is_none() {
+            return;
+        }
+        let db = self.db.clone();
+        let users: BTreeSet<UserKey> = match blocking(move || db.registrations()).await {
+            Ok(r) => r.into_iter().map(|(c, u, _)| (c, u)).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "push registrations could not be read");
+                return;
+            }
+        };
+        tracing::info!(users = users.len(), "re-asserting push registrations");
+        for (cid, uid) in users {
+            self.spawn_reconcile(cid, uid, "start-up");
+        }
+    }
+
+    /// Running listeners (context, user), sorted.
+    pub fn running(&self) -> Vec<(i32, i32)> {
+        self.running
+            .lock()
+            .expect("running lock")
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Every registration (context, user, client), sorted.
+    pub async fn registrations(&self) -> Result<Vec<(i32, i32, String)>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || db.registrations()).await
+    }
+
+    fn spawn_reconcile(self: &Arc<Self>, cid: i32, uid: i32, why: &'static str) {
+        let me = self.clone();
+        tokio::spawn(async move { me.reconcile(cid, uid, why).await });
+    }
+
+    async fn reconcile(self: Arc<Self>, cid: i32, uid: i32, why: &'static str) {
+        let lock = self
+            .locks
+            .lock()
+            .expect("locks lock")
+            .entry((cid, uid))
+            .or_default()
+            .clone();
+        let _guard = lock.lock().await;
+        let retry = Duration::from_millis(self.push.imap.as_ref().map_or(0, |i| i.retry_delay_ms));
+        for attempt in 1..=2 {
+            let db = self.db.clone();
+            let want = match blocking(move || db.registrations()).await {
+                Ok(r) => r.iter().any(|r| r.0 == cid && r.1 == uid),
+                Err(e) => {
+                    tracing::error!(error = %e, "push registrations could not be read");
+                    return;
+                }
+            };
+            match self.apply(cid, uid, want).await {
+                Ok(()) => {
+                    let mut running = self.running.lock().expect("running lock");
+                    if want {
+                        running.insert((cid, uid));
+                        tracing::info!(
+                            user = uid,
+                            context = cid,
+                            reason = why,
+                            "push registration in place (METADATA user={uid}@{cid})"
+                        );
+                    } else {
+                        running.remove(&(cid, uid));
+                        tracing::info!(
+                            user = uid,
+                            context = cid,
+                            reason = why,
+                            "push registration removed (METADATA NIL)"
+                        );
+                    }
+                    return;
+                }
+                Err(Failure::NoCredentials(reason)) => {
+                    if !want {
+                        self.running
+                            .lock()
+                            .expect("running lock")
+                            .remove(&(cid, uid));
+                    }
+                    tracing::warn!(
+                        user = uid,
+                        context = cid,
+                        reason = why,
+                        "cannot {} push registration for user={uid}, context={cid}: {reason}",
+                        if want { "assert" } else { "remove" }
+                    );
+                    return;
+                }
+                Err(Failure::Auth(e)) => {
+                    if let Some(store) = &self.creds {
+                        let _ = store.delete(cid, uid);
+                    }
+                    self.live.lock().expect("live lock").remove(&(cid, uid));
+                    tracing::warn!(user = uid, context = cid, error = %e, "push registration failed: authentication error; stored credentials dropped");
+                    return;
+                }
+                Err(Failure::Other(e)) if attempt == 1 => {
+                    tracing::info!(user = uid, context = cid, error = %e, "push registration failed, retrying in {} ms", retry.as_millis());
+                    tokio::time::sleep(retry).await;
+                }
+                Err(Failure::Other(e)) => {
+                    tracing::error!(user = uid, context = cid, error = %e, "push registration failed twice; giving up");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn credential(&self, cid: i32, uid: i32) -> Result<Credential, Failure> {
+        let imap = self.push.imap.as_ref().expect("imap configured");
+        if let (Some(mu), Some(mp)) = (&imap.master_user, &imap.master_password) {
+            let login = self
+                .live
+                .lock()
+                .expect("live lock")
+                .get(&(cid, uid))
+                .map(|c| c.login.clone())
+                .or_else(|| self.db.login_of(cid, uid).ok().flatten())
+                .or_else(|| {
+                    self.users
+                        .users
+                        .iter()
+                        .find(|u| u.context_id == cid && u.user_id == uid)
+                        .map(|u| u.login.clone())
+                })
+                .ok_or_else(|| Failure::NoCredentials("the user's login is unknown".into()))?;
+            return Ok(Credential {
+                login: format!("{login}*{mu}"),
+                password: mp.clone(),
+            });
+        }
+        if let Some(c) = self.live.lock().expect("live lock").get(&(cid, uid)) {
+            return Ok(c.clone());
+        }
+        match &self.creds {
+            None => Err(Failure::NoCredentials(
+                "no live session and com.openexchange.push.credstorage.enabled=false (no master user configured)".into(),
+            )),
+            Some(store) => match store.get(cid, uid) {
+                Ok(Some(c)) => Ok(c),
+                Ok(None) if !store.durable() => Err(Failure::NoCredentials(
+                    "no stored credentials: com.openexchange.push.credstorage.rdb=false keeps them in memory only, so they are gone after a restart; the user must log in again".into(),
+                )),
+                Ok(None) => Err(Failure::NoCredentials("no stored credentials".into())),
+                Err(e) => Err(Failure::NoCredentials(e.to_string())),
+            },
+        }
+    }
+
+    async fn apply(&self, cid: i32, uid: i32, want: bool) -> Result<(), Failure> {
+        let imap = self.push.imap.as_ref().expect("imap configured");
+        let cred = self.credential(cid, uid)?;
+        let mut c = Imap::open(imap, &cred.login, &cred.password)
+            .await
+            .map_err(|e| match e {
+                ImapError::Auth { .. } => Failure::Auth(e),
+                e => Failure::Other(e),
+            })?;
+        let value = format!("user={uid}@{cid}");
+        let t = Duration::from_millis(imap.timeout_ms);
+        let r = tokio::time::timeout(t, async {
+            if !c.capabilities().await?.iter().any(|x| x == "METADATA") {
+                return Err(ImapError::NoMetadata);
+            }
+            let current = c.get_metadata(METADATA_KEY).await?;
+            if want {
+                if current.as_deref() == Some(value.as_str()) {
+                    return Ok(());
+                }
+                if let Some(other) = &current {
+                    tracing::warn!(
+                        user = uid,
+                        context = cid,
+                        "invalid registration {other:?} overwritten"
+                    );
+                }
+                c.set_metadata(METADATA_KEY, Some(&value)).await
+            } else if current.is_some() {
+                c.set_metadata(METADATA_KEY, None).await
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .unwrap_or(Err(ImapError::Timeout(imap.timeout_ms)));
+        c.logout().await;
+        r.map_err(Failure::Other)
+    }
+}
+
+enum Failure {
+    NoCredentials(String),
+    Auth(ImapError),
+    Other(ImapError),
+}
