@@ -229,6 +229,16 @@ static bool ox_push_driver_begin_txn(struct push_notification_driver_txn *dtxn)
 	    OX_PUSH_RESULT_OK)
 		return FALSE;
 
+	/* Deliveries (LDA, LMTP, Sieve) do not ask for UIDs at commit, and
+	   maildir then only *tries* to lock dovecot-uidlist: under concurrent
+	   deliveries the commit gets no UIDs and the built-in driver sends
+	   "imap-uid":0. Ask for them, as the mail_log plugin does. Without
+	   contention this is the path maildir takes anyway; dbox always
+	   assigns UIDs. Only here: the transaction is freed by process_msg. */
+	if (dtxn->ptxn->t != NULL &&
+	    (dtxn->ptxn->mbox->flags & MAILBOX_FLAG_POST_SESSION) != 0)
+		dtxn->ptxn->t->flags |= MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS;
+
 	otxn = p_new(dtxn->ptxn->pool, struct ox_push_txn, 1);
 	otxn->user = p_memdup(dtxn->ptxn->pool, user, user_len);
 	otxn->user_len = user_len;

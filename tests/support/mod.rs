@@ -15,8 +15,11 @@ use std::time::{Duration, Instant};
 
 pub const METADATA_KEY: &str = "/private/vendor/vendor.dovecot/http-notify";
 
-/// The freshly built plugin (`target/<profile>/libox_push.so`).
+/// The freshly built plugin (`target/<profile>/libox_push.so`), or `$OX_PUSH_PLUGIN` when set.
 pub fn plugin_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("OX_PUSH_PLUGIN") {
+        return PathBuf::from(p);
+    }
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test-binary>
     let dir = exe.parent().unwrap().parent().unwrap();
