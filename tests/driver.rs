@@ -302,3 +302,49 @@ fn https_with_dovecot_ssl_client_ca_file() {
     );
     assert!(untrusted.requests().is_empty());
 }
+
+#[test]
+fn debug_lines_follow_dovecot_log_debug_filters() {
+    let cap = Capture::start();
+    let dc = Dovecot::start(DovecotOpts {
+        extra: vec![
+            "mail_debug = no".into(),
+            "log_debug = category=push-notification".into(),
+        ],
+        ..DovecotOpts::new(
+            Driver::OxPush,
+            vec![format!("ox:url={} user_from_metadata", cap.url("", "/n"))],
+        )
+    });
+    dc.set_metadata("alice", "user=3@1");
+    assert!(dc.lmtp(&["alice"], &simple_message("filtered"))[0].starts_with("250"));
+    cap.wait_for(1, WAIT);
+    assert!(
+        dc.wait_log(WAIT, |l| l.contains(
+            "Debug: push-notification-ox: Notification sent successfully: 204 No Content"
+        )),
+        "{}",
+        dc.log()
+    );
+    let log = dc.log();
+    assert!(
+        log.contains("push-notification-ox: Sending notification: {\"user\":\"3@1\""),
+        "{log}"
+    );
+    // Only our category: other subsystems stay quiet.
+    assert!(!log.contains("Debug: auth-master"), "{log}");
+
+    let quiet = Capture::start();
+    let dc2 = Dovecot::start(DovecotOpts {
+        extra: vec!["mail_debug = no".into()],
+        ..DovecotOpts::new(
+            Driver::OxPush,
+            vec![format!("ox:url={} user_from_metadata", quiet.url("", "/n"))],
+        )
+    });
+    dc2.set_metadata("alice", "user=3@1");
+    assert!(dc2.lmtp(&["alice"], &simple_message("quiet"))[0].starts_with("250"));
+    quiet.wait_for(1, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!dc2.log().contains("push-notification-ox"), "{}", dc2.log());
+}

@@ -244,3 +244,45 @@ fn dead_endpoint_does_not_delay_another() {
     assert_eq!(subjects(&reqs), ["l1", "l2", "l3"]);
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+#[test]
+fn lda_exits_within_shutdown_timeout_and_leaves_the_rest_in_the_spool() {
+    let cap = Capture::start();
+    cap.set_default(Reply::Hang);
+    let dc = start(vec![line(
+        &cap.url("", "/n"),
+        "spool_dir=SPOOL timeout_msecs=5000",
+    )]);
+    let t = Instant::now();
+    assert_eq!(
+        dc.lda("alice", &simple_message("lda-hang")),
+        0,
+        "{}",
+        dc.log()
+    );
+    let took = t.elapsed();
+    // shutdown_timeout is 100 ms; the built-in driver would wait 2 x 5 s here.
+    assert!(
+        took < Duration::from_millis(1500),
+        "dovecot-lda took {took:?}"
+    );
+    assert_eq!(dc.spooled().len(), 1, "{}", dc.log());
+    assert!(
+        dc.wait_log(WAIT, |l| l
+            .contains("not sent yet at exit: left in the spool")),
+        "{}",
+        dc.log()
+    );
+    // The next process replays it.
+    cap.set_default(Reply::Status(204));
+    assert_eq!(dc.lda("alice", &simple_message("lda-next")), 0);
+    let until = Instant::now() + WAIT;
+    loop {
+        let got: BTreeSet<String> = subjects(&cap.requests()).into_iter().collect();
+        if got.contains("lda-hang") && got.contains("lda-next") {
+            break;
+        }
+        assert!(Instant::now() < until, "{got:?}\n{}", dc.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
