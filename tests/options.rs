@@ -10,22 +10,11 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn norm(body: &str) -> String {
-    let key = "\"imap-uidvalidity\":";
-    let p = body.find(key).unwrap() + key.len();
-    let end = p + body[p..].chars().take_while(char::is_ascii_digit).count();
-    format!("{}V{}", &body[..p], &body[end..])
-}
-
 #[test]
 fn folders_events_and_notification_id() {
     let cap = Capture::start();
     let dc = Dovecot::start(DovecotOpts {
-        extra: vec![
-            "recipient_delimiter = +".into(),
-            "lmtp_save_to_detail_mailbox = yes".into(),
-            "namespace inbox {\n  inbox = yes\n  mailbox Work {\n    auto = create\n  }\n}".into(),
-        ],
+        extra: work_folder_settings(),
         ..DovecotOpts::new(
             Driver::OxPush,
             vec![format!(
@@ -42,7 +31,7 @@ fn folders_events_and_notification_id() {
     assert!(dc.lmtp(&["alice"], &simple_message("inbox"))[0].starts_with("250"));
     let reqs = cap.wait_for(2, WAIT);
     assert_eq!(reqs.len(), 2, "{}", dc.log());
-    let bodies: Vec<String> = reqs.iter().map(|r| norm(&r.body_str())).collect();
+    let bodies: Vec<String> = reqs.iter().map(|r| norm_uidvalidity(&r.body)).collect();
     assert!(bodies.contains(&r#"{"user":"3@1","event":"messageNew","folder":"Work","imap-uidvalidity":V,"imap-uid":1,"from":"Bob <bob@example.org>","subject":"filed","snippet":"Hello \"world\"","unseen":1}"#.to_string()), "{bodies:?}");
     for r in &reqs {
         let id = r.header("X-Notification-Id").expect("X-Notification-Id");
@@ -70,7 +59,7 @@ fn folders_events_and_notification_id() {
         let all = cap.requests();
         assert_eq!(all.len(), reqs.len().max(n), "{}", dc.log());
         cap.clear();
-        all.iter().map(|r| norm(&r.body_str())).collect()
+        all.iter().map(|r| norm_uidvalidity(&r.body)).collect()
     };
     imap.cmd("STORE 1 +FLAGS (\\Seen $Label1)");
     assert_eq!(

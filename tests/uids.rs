@@ -18,7 +18,10 @@ fn run(mail_location: &str) {
     let cap = Capture::start();
     let dc = Dovecot::start(DovecotOpts {
         mail_location: mail_location.to_string(),
-        ..DovecotOpts::new(Driver::OxPush, vec![format!("ox:url={} user_from_metadata", cap.url("", "/n"))])
+        ..DovecotOpts::new(
+            Driver::OxPush,
+            vec![format!("ox:url={} user_from_metadata", cap.url("", "/n"))],
+        )
     });
     dc.set_metadata("alice", "user=3@1");
     let port = dc.lmtp_port;
@@ -61,7 +64,11 @@ fn run(mail_location: &str) {
             wrong.push(format!("{subject}: sent {sent}, IMAP {actual}"));
         }
     }
-    assert!(wrong.is_empty(), "{mail_location}: {} wrong UIDs: {wrong:?}", wrong.len());
+    assert!(
+        wrong.is_empty(),
+        "{mail_location}: {} wrong UIDs: {wrong:?}",
+        wrong.len()
+    );
 }
 
 #[test]

@@ -835,3 +835,23 @@ impl Dovecot {
         out
     }
 }
+
+/// Settings for deliveries to `alice+Work` into an auto-created `Work` folder.
+pub fn work_folder_settings() -> Vec<String> {
+    vec![
+        "recipient_delimiter = +".into(),
+        "lmtp_save_to_detail_mailbox = yes".into(),
+        "namespace inbox {\n  inbox = yes\n  mailbox Work {\n    auto = create\n  }\n}".into(),
+    ]
+}
+
+/// Replaces the `imap-uidvalidity` value, which differs per mailbox, by `V`.
+pub fn norm_uidvalidity(body: &[u8]) -> String {
+    let body = String::from_utf8_lossy(body);
+    let key = "\"imap-uidvalidity\":";
+    let Some(p) = body.find(key).map(|p| p + key.len()) else {
+        return body.into_owned();
+    };
+    let end = p + body[p..].chars().take_while(char::is_ascii_digit).count();
+    format!("{}V{}", &body[..p], &body[end..])
+}
