@@ -414,6 +414,20 @@ mod tests {
     }
 
     #[test]
+    fn fsync_mode_writes_durably_readable_files() {
+        let root = std::env::temp_dir().join(format!("oxspool-fsync-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let s = Spool::open(&root, "k", "l", true).unwrap();
+        let mut a = item(7);
+        s.write(&mut a).unwrap();
+        let path = a.file.clone().unwrap();
+        assert_eq!(read_item(&path).unwrap().body, b"{\"n\":7}");
+        assert!(s.remove(&a));
+        assert!(!path.exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
     fn live_owner_keeps_its_files() {
         let root = std::env::temp_dir().join(format!("oxspool-live-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);

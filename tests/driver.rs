@@ -147,10 +147,17 @@ fn nothing_is_sent_without_activation_or_outside_inbox_delivery() {
         dc.log()
     );
     assert!(reqs[0].body_str().contains("\"subject\":\"control\""));
-    // The not-delivered-to-INBOX transaction never synced the mailbox for unseen.
     assert!(
         dc.log()
             .contains("Skipped because Work is not a watched mailbox"),
+        "{}",
+        dc.log()
+    );
+    // Only the control delivery synced INBOX for `unseen` (the built-in driver
+    // also syncs for the APPEND, which sends nothing).
+    assert_eq!(
+        dc.log().matches("Got status of mailbox").count(),
+        1,
         "{}",
         dc.log()
     );
