@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Delivery-path benchmark of the Dovecot plugin (issue 3): (a) no push, (b) Dovecot's
+# built-in ox driver, (c) ox_push, against a loopback HTTP receiver that is healthy,
+# hangs, or is down for OUTAGE_SECS. Builds the release plugin, then runs bench/delivery.py.
+#
+# Usage (as root):  bench/delivery.sh [NAME=VALUE ...]      or      make bench
+# Env / arguments:  N=2000 CONNS=4 USERS=1 RUNS=3 WARMUP=40 HANG_N=40 HANG_RUNS=3 HANG_SECS=10 HANG_WAIT=30
+#                   OUTAGE_SECS=60 OUTAGE_N=400 OUTAGE_RUNS=1 OUTAGE_WAIT=60
+#                   SCENARIOS=healthy,hang,outage PERF=1 MAIL_DEBUG=0
+#                   OUT=DIR (results.json + every Dovecot log; default a new /tmp dir)
+#                   PLUGIN_SO=path (skip the build)  BENCH_TIMEOUT=1200 (hard limit, seconds)
+# Only 127.0.0.1 is used. Every Dovecot and receiver it starts is stopped on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+[[ $(id -u) -eq 0 ]] || { echo "bench/delivery.sh: run as root" >&2; exit 1; }
+command -v dovecot >/dev/null || { echo "dovecot is not installed (make deps)" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/delivery-bench-plugin.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+if [[ -z "${PLUGIN_SO:-}" ]]; then
+  (cd "$ROOT" && cargo build --release -q -p ox-push)
+  PLUGIN_SO="${CARGO_TARGET_DIR:-$ROOT/target}/release/libox_push.so"
+fi
+# A private copy: a concurrent rebuild must not change the plugin under a running benchmark.
+cp "$PLUGIN_SO" "$WORK/libox_push.so"
+
+echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src dovecot-plugin 2>/dev/null || echo ' (+ uncommitted changes in src/ or dovecot-plugin/)')"
+echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
+     "$(awk '/MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo)," \
+     "Debian $(cat /etc/debian_version 2>/dev/null || echo '?'), Dovecot $(dovecot --version), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+ARGS=(--plugin="$WORK/libox_push.so")
+[[ -n "${OUT:-}" ]] && ARGS+=(--out="$OUT")
+# The Python driver reads the other settings from the environment and NAME=VALUE arguments.
+timeout --foreground -s TERM -k 30 "${BENCH_TIMEOUT:-1200}" python3 "$ROOT/bench/delivery.py" "${ARGS[@]}" "$@"
