@@ -247,11 +247,17 @@ static bool ox_push_driver_begin_txn(struct push_notification_driver_txn *dtxn)
 	return TRUE;
 }
 
-/* UNSEEN of a fresh, synced instance of the mailbox (the transaction's own
-   mailbox cannot be synced inside the save transaction). */
+/* UNSEEN after the commit, from a fresh view of the mailbox index. The
+   transaction's own mailbox cannot be used (its view predates the commit).
+   The built-in driver runs a full mailbox_sync() here, which on maildir
+   rescans new/ and cur/ for every delivery; the committed index already
+   holds this and every other committed delivery (begin_txn makes deliveries
+   assign UIDs, i.e. update the index, at commit), so opening it suffices.
+   Flag changes and expunges (opt-in events, not on the delivery path) still
+   sync: on maildir an expunge reaches the index only through a sync. */
 static bool
 ox_push_get_unseen(struct push_notification_driver_txn *dtxn,
-		   struct ox_push_user *ouser, uint32_t *unseen_r)
+		   struct ox_push_user *ouser, bool sync, uint32_t *unseen_r)
 {
 	struct mailbox *mbox = dtxn->ptxn->mbox;
 	struct mailbox_status status;
@@ -260,8 +266,9 @@ ox_push_get_unseen(struct push_notification_driver_txn *dtxn,
 
 	box = mailbox_alloc(mailbox_get_namespace(mbox)->list,
 			    mailbox_get_name(mbox), MAILBOX_FLAG_READONLY);
-	if (mailbox_sync(box, 0) < 0) {
-		e_error(ouser->event, "mailbox_sync(%s) failed: %s",
+	if ((sync ? mailbox_sync(box, 0) : mailbox_open(box)) < 0) {
+		e_error(ouser->event, "%s(%s) failed: %s",
+			sync ? "mailbox_sync" : "mailbox_open",
 			mailbox_get_vname(mbox),
 			mailbox_get_last_internal_error(box, NULL));
 	} else {
@@ -339,7 +346,8 @@ ox_push_driver_process_msg(struct push_notification_driver_txn *dtxn,
 		/* Sync for UNSEEN only when something is really sent, once per
 		   message (the built-in driver syncs for every message). */
 		if (!status_done) {
-			have_unseen = ox_push_get_unseen(dtxn, ouser, &unseen);
+			have_unseen = ox_push_get_unseen(dtxn, ouser,
+				kinds[i].bit != OX_PUSH_EVENT_MESSAGE_NEW, &unseen);
 			status_done = TRUE;
 		}
 		i_zero(&n);

@@ -70,9 +70,17 @@ fn receiver_down_then_up_everything_arrives_in_order() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/n");
     let dc = start(vec![line(&url, "spool_dir=SPOOL")]);
-    for s in ["d1", "d2", "d3", "d4"] {
-        assert!(deliver_timed(&dc, "alice", s) < Duration::from_millis(250));
-    }
+    // One LMTP session (one process, one queue): order is kept per queue.
+    let msgs: Vec<Vec<u8>> = ["d1", "d2", "d3", "d4"]
+        .iter()
+        .map(|s| simple_message(s))
+        .collect();
+    let t = Instant::now();
+    assert!(dc
+        .lmtp_session("alice", &msgs)
+        .iter()
+        .all(|r| r.starts_with("250")));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     assert!(
         dc.wait_log(WAIT, |l| l.contains("Connection refused")),
         "{}",
