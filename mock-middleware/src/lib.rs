@@ -5,8 +5,10 @@
 //! public and admin listeners), [`push`] (queue, payloads, providers), [`fake`] (fake APNs/FCM),
 //! [`server`] (wiring), [`demo`] (`init-demo`).
 
+pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod device;
 pub mod event;
 pub mod fake;
 pub mod http;

@@ -58,6 +58,29 @@ enum Cmd {
     },
     /// Load generator for the benchmark: PUT notifications from this process.
     Load(mock_middleware::loadgen::LoadArgs),
+    /// Running permanent listeners, as OX's listpushusers: `user=U, context=C, permanent=true`.
+    Listpushusers {
+        #[arg(long)]
+        config_dir: PathBuf,
+    },
+    /// Push registrations: `-l` lists them, `-r -c CID -u UID -i CLIENT` removes one.
+    Pushusers {
+        #[arg(long)]
+        config_dir: PathBuf,
+        #[arg(short = 'l', long = "list", conflicts_with = "remove")]
+        list: bool,
+        #[arg(short = 'r', long = "remove", requires_all = ["context", "user", "client"])]
+        remove: bool,
+        #[arg(short = 'c', long = "context")]
+        context: Option<i32>,
+        #[arg(short = 'u', long = "user")]
+        user: Option<i32>,
+        #[arg(short = 'i', long = "client")]
+        client: Option<String>,
+    },
+    /// A command-line stand-in for the OX Mail app: discovers the API, logs in, subscribes a
+    /// token and shows the pushes the fake provider receives for it.
+    Device(mock_middleware::device::DeviceArgs),
 }
 
 #[tokio::main]
@@ -129,8 +152,54 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Load(args) => mock_middleware::loadgen::run(args).await?,
+        Cmd::Listpushusers { config_dir } => {
+            for l in or_exit(mock_middleware::cli::listpushusers(&config_dir).await) {
+                println!("{l}");
+            }
+        }
+        Cmd::Pushusers {
+            config_dir,
+            list,
+            remove,
+            context,
+            user,
+            client,
+        } => {
+            if remove {
+                let (c, u, i) = (
+                    context.unwrap_or(0),
+                    user.unwrap_or(0),
+                    client.unwrap_or_default(),
+                );
+                println!(
+                    "{}",
+                    or_exit(mock_middleware::cli::pushusers_remove(&config_dir, c, u, &i).await)
+                );
+            } else if list {
+                for l in or_exit(mock_middleware::cli::pushusers_list(&config_dir).await) {
+                    println!("{l}");
+                }
+            } else {
+                let lines = or_exit(mock_middleware::cli::listpushusers(&config_dir).await);
+                if lines.is_empty() {
+                    println!("No running push users on this node.");
+                }
+                for l in lines {
+                    println!("{l}");
+                }
+            }
+        }
+        Cmd::Device(args) => or_exit(mock_middleware::device::run(args).await),
     }
     Ok(())
+}
+
+/// Prints the error as one line and exits with status 1.
+fn or_exit<T>(r: anyhow::Result<T>) -> T {
+    r.unwrap_or_else(|e| {
+        eprintln!("mock-middleware: {e:#}");
+        std::process::exit(1)
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -206,3 +206,107 @@ async fn restart_without_rdb_logs_who_cannot_be_reasserted() {
         "a password leaked into the log"
     );
 }
+
+fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mock-middleware"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_cli_pushusers_and_tls_refusal() {
+    let c = chain::start("").await;
+    std::fs::write(
+        c.h.dir.path().join("branding.yml"),
+        format!("providers:\n  - id: local\n    name: Local\n    serverUrl: {}\n    logoUrl: https://x.example/l.png\n    ciColor: \"#0a6ebd\"\n", c.h.url("")),
+    )
+    .unwrap();
+    let base = c.h.url("");
+    // The device: provider lookup fails without branding (not loaded at start) → use the URL.
+    let out = tokio::task::block_in_place(|| {
+        bin()
+            .args([
+                "device",
+                "--url",
+                &base,
+                "--user",
+                "alice",
+                "--transport",
+                "apn",
+                "--token",
+                APNS_TOKEN,
+                "--name",
+                "iPhone",
+            ])
+            .env("DEVICE_PASSWORD", "pw")
+            .output()
+            .unwrap()
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("via http://") && text.contains("/appsuite/api"),
+        "{text}"
+    );
+    assert!(text.contains("(user 3 in context 1)"), "{text}");
+    c.wait_metadata("alice", "user=3@1").await;
+    // listpushusers / pushusers against the database (admin listener on port 0 is unknown).
+    let dir = c.h.dir.path().to_str().unwrap().to_string();
+    let l = tokio::task::block_in_place(|| {
+        bin()
+            .args(["pushusers", "--config-dir", &dir, "-l"])
+            .output()
+            .unwrap()
+    });
+    let t = String::from_utf8_lossy(&l.stdout);
+    assert!(t.starts_with("Context | User | Client\n"), "{t}");
+    assert!(t.contains("1       | 3    | open-xchange-mailapp"), "{t}");
+    let r = tokio::task::block_in_place(|| {
+        bin()
+            .args([
+                "pushusers",
+                "--config-dir",
+                &dir,
+                "-r",
+                "-c",
+                "1",
+                "-u",
+                "9",
+                "-i",
+                "open-xchange-mailapp",
+            ])
+            .output()
+            .unwrap()
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).trim(),
+        "No such push registration for user 9 in context 1 for client 'open-xchange-mailapp'"
+    );
+    let lp = tokio::task::block_in_place(|| {
+        bin()
+            .args(["listpushusers", "--config-dir", &dir])
+            .output()
+            .unwrap()
+    });
+    assert!(!lp.status.success());
+    assert!(
+        String::from_utf8_lossy(&lp.stderr).contains("No running mock-middleware at"),
+        "{lp:?}"
+    );
+    // A TLS server whose certificate is not in the web roots is refused.
+    let tls_url = format!("https://127.0.0.1:{}", c.h.fakes.apns_addr.port());
+    let out = tokio::task::block_in_place(|| {
+        bin()
+            .args([
+                "device", "--url", &tls_url, "--user", "alice", "--token", "ab",
+            ])
+            .env("DEVICE_PASSWORD", "pw")
+            .output()
+            .unwrap()
+    });
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("TLS certificate is not trusted"), "{err}");
+}

@@ -176,7 +176,7 @@ async fn verdict(
     if token.is_empty() || token.len() % 2 != 0 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
         return fail(400, "BadDeviceToken");
     }
-    if h("apns-topic").map_or(true, str::is_empty) {
+    if h("apns-topic").is_none_or(str::is_empty) {
         return fail(400, "MissingTopic");
     }
     if h("apns-push-type").is_some_and(|t| !PUSH_TYPES.contains(&t)) {

@@ -111,7 +111,7 @@ impl FakeState {
     pub fn requests(&self, provider: Option<&str>) -> Vec<Value> {
         let r = self.records.lock().unwrap_or_else(|p| p.into_inner());
         r.iter()
-            .filter(|v| provider.map_or(true, |p| v["provider"] == p))
+            .filter(|v| provider.is_none_or(|p| v["provider"] == p))
             .cloned()
             .collect()
     }
@@ -139,7 +139,7 @@ impl FakeState {
     pub fn take_script(&self, provider: &str, token: &str) -> Option<Script> {
         let mut g = self.scripts.lock().unwrap_or_else(|p| p.into_inner());
         let i = g.iter().position(|(s, n)| {
-            *n > 0 && s.provider == provider && s.token.as_deref().map_or(true, |t| t == token)
+            *n > 0 && s.provider == provider && s.token.as_deref().is_none_or(|t| t == token)
         })?;
         g[i].1 -= 1;
         let s = g[i].0.clone();
