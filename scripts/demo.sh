@@ -32,8 +32,16 @@ RESTPW=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 say "mock-middleware: config in $T/mm, fake APNs :$APNS, fake FCM :$FCM, http-notify :$HTTP"
 "$MM" init-demo --dir "$T/mm" --http-port "$HTTP" --admin-port "$ADMIN" --apns-port "$APNS" \
   --fcm-port "$FCM" --fake-admin-port "$FADMIN" --rest-password "$RESTPW" >"$T/init-demo.txt"
+PASSCRYPT=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+cat >>"$T/mm/mock.properties" <<PROPS
+# issue 5: logins by IMAP against the private Dovecot, permanent listeners, credentials in SQLite
+mock.imap.host=127.0.0.1
+mock.imap.port=$IMAP
+com.openexchange.push.credstorage.enabled=true
+com.openexchange.push.credstorage.passcrypt=$PASSCRYPT
+com.openexchange.push.credstorage.rdb=true
+PROPS
 "$MM" fake-providers --config-dir "$T/mm" >"$T/fake.log" 2>&1 & PIDS+=($!)
-"$MM" serve --config-dir "$T/mm" >"$T/mm.log" 2>&1 & PIDS+=($!)
 
 say "Dovecot: private instance in $T/dc with ox_push (LMTP :$LMTP)"
 D=$T/dc
@@ -89,52 +97,65 @@ plugin {
 }
 CONF
 dovecot -c "$D/dovecot.conf"
+"$MM" serve --config-dir "$T/mm" >"$T/mm.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$ADMIN/metrics" >/dev/null 2>&1 && break
   sleep 0.1
 done
-say "switching push on for user demo (what OX does with SETMETADATA): user=3@1"
-doveadm -c "$D/dovecot.conf" mailbox metadata set -u demo -s "" \
-  /private/vendor/vendor.dovecot/http-notify "user=3@1"
 
-say "delivering a mail to demo by LMTP"
-python3 - "$LMTP" "$ADMIN" "$FADMIN" <<'PY'
+IPHONE=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ANDROID=android-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+say "two devices log in as demo (checked by IMAP against Dovecot) and subscribe: iPhone (apn), Android (gcm)"
+DEVICE_PASSWORD=demo "$MM" device --url "http://127.0.0.1:$HTTP" --user demo --transport apn --token "$IPHONE" \
+  --name iPhone --fake-admin "http://127.0.0.1:$FADMIN" --pushes 2 --timeout-s 60 2>&1 | sed 's/^/    /' & PIDS+=($!)
+DEVICE_PASSWORD=demo "$MM" device --url "http://127.0.0.1:$HTTP" --user demo --transport gcm --token "$ANDROID" \
+  --name Android --fake-admin "http://127.0.0.1:$FADMIN" --pushes 2 --timeout-s 60 2>&1 | sed 's/^/    /' & PIDS+=($!)
+for _ in $(seq 100); do
+  M=$(doveadm -c "$D/dovecot.conf" mailbox metadata get -u demo -s "" /private/vendor/vendor.dovecot/http-notify 2>/dev/null || true)
+  [ -n "$M" ] && break
+  sleep 0.1
+done
+[ -n "$M" ] || { echo "the middleware did not register demo in Dovecot; log:" >&2; cat "$T/mm.log" >&2; exit 1; }
+say "the middleware switched push on in Dovecot: METADATA http-notify = $M"
+
+say "delivering two mails to demo by LMTP"
+python3 - "$LMTP" "$FADMIN" "$IPHONE" "$ANDROID" <<'PY'
 import json, smtplib, sys, time, urllib.request
-lmtp, admin, fadmin = (int(a) for a in sys.argv[1:4])
-msg = ("From: Alice Example <alice@example.org>\r\nTo: demo@example.org\r\n"
-       "Subject: Lunch at noon?\r\nMessage-ID: <demo-1@example.org>\r\n\r\n"
-       "Shall we meet at the usual place?\r\n")
-t0 = time.monotonic()
-with smtplib.LMTP("127.0.0.1", lmtp) as l:
-    l.sendmail("alice@example.org", ["demo"], msg.encode())
-t_reply = time.monotonic()
-print(f"    LMTP: 250 Saved after {1000*(t_reply-t0):.1f} ms")
+lmtp, fadmin = int(sys.argv[1]), int(sys.argv[2])
+tokens = {"iPhone": ("apns", sys.argv[3]), "Android": ("fcm", sys.argv[4])}
 def get(url):
     with urllib.request.urlopen(url, timeout=5) as r:
         return json.load(r)
-deadline = time.monotonic() + 15
-notes = pushes = []
-while time.monotonic() < deadline:
-    notes = get(f"http://127.0.0.1:{admin}/mock/notifications")
-    pushes = get(f"http://127.0.0.1:{fadmin}/fake/requests?provider=apns")
-    notes = notes.get("notifications", notes) if isinstance(notes, dict) else notes
-    pushes = pushes.get("requests", pushes) if isinstance(pushes, dict) else pushes
-    if notes and pushes:
-        break
-    time.sleep(0.05)
-t_seen = time.monotonic()
-if not notes:
-    sys.exit("no notification arrived at mock-middleware (see the logs above)")
-n = notes[-1]
-print("    mock-middleware received (what Dovecot sent):")
-print("     ", json.dumps(n.get("body", n), ensure_ascii=False))
-if not pushes:
-    sys.exit("no push arrived at the fake APNs")
-p = pushes[-1]
-print("    fake APNs received (what the phone gets):")
-print("     ", json.dumps(p.get("body", p), ensure_ascii=False))
-print(f"    seen at the fake APNs within {1000*(t_seen-t_reply):.0f} ms of the LMTP reply")
+def count(provider, token):
+    reqs = get(f"http://127.0.0.1:{fadmin}/fake/requests?provider={provider}")
+    return sum(1 for r in reqs if r.get("token") == token or token in json.dumps(r.get("body")))
+mails = [("Alice Example <alice@example.org>", "Lunch at noon?"),
+         ("Bob Builder <bob@example.org>", "Quarterly report")]
+for i, (sender, subject) in enumerate(mails, 1):
+    msg = (f"From: {sender}\r\nTo: demo@example.org\r\nSubject: {subject}\r\n"
+           f"Message-ID: <demo-{i}@example.org>\r\n\r\nHello.\r\n")
+    t0 = time.monotonic()
+    with smtplib.LMTP("127.0.0.1", lmtp) as l:
+        l.sendmail(sender.split("<")[1].rstrip(">"), ["demo"], msg.encode())
+    t_reply = time.monotonic()
+    print(f"    mail {i} ({subject!r}): LMTP 250 after {1000*(t_reply-t0):.1f} ms")
+    pending = dict(tokens)
+    deadline = time.monotonic() + 15
+    while pending and time.monotonic() < deadline:
+        for name, (prov, tok) in list(pending.items()):
+            if count(prov, tok) >= i:
+                print(f"    mail {i}: {name} push at the fake {prov.upper()} {1000*(time.monotonic()-t_reply):.0f} ms after the LMTP reply")
+                del pending[name]
+        time.sleep(0.005)
+    if pending:
+        sys.exit(f"no push for {', '.join(pending)} (see the logs)")
+    time.sleep(0.3)
 PY
+wait "${PIDS[@]:2}" 2>/dev/null || true
+say "registered push users (mock-middleware listpushusers / pushusers -l):"
+"$MM" listpushusers --config-dir "$T/mm" | sed 's/^/    /'
+"$MM" pushusers -l --config-dir "$T/mm" | sed 's/^/    /'
+
 say "plugin counters (ox-push-stats $D/spool):"
 "$ROOT/target/release/ox-push-stats" "$D/spool" | column -t -s $'\t' | sed 's/^/    /'
 say "done; stopping Dovecot and mock-middleware"
