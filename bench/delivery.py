@@ -62,9 +62,13 @@ DEFAULTS = {
     "SCENARIOS": "healthy,hang,outage",
     "PERF": 1,  # also measure with perf stat when available
     "MAIL_DEBUG": 0,
+    "MAIL_LOCATION": "maildir:~/Maildir",  # e.g. sdbox:~/sdbox, mdbox:~/mdbox
+    "OX_EXTRA": "",  # extra ox_push driver options for (c), e.g. "spool_fsync=yes"
 }
 
 KINDS = {"a": "no push", "b": "builtin", "c": "ox_push"}
+MAIL_LOCATION = DEFAULTS["MAIL_LOCATION"]  # set from the config in main()
+OX_EXTRA = ""
 METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
 
 
@@ -346,7 +350,7 @@ auth_mechanisms = plain
 first_valid_uid = 1000
 default_internal_user = dovecot
 default_login_user = dovenull
-mail_location = maildir:~/Maildir
+mail_location = {MAIL_LOCATION}
 mail_attribute_dict = file:%h/dovecot-attributes
 mail_plugin_dir = {t}/plugins
 mail_plugins = $mail_plugins {plugins}
@@ -375,7 +379,7 @@ protocol imap {{
             conf += f"plugin {{\n  push_notification_driver = ox:url={url} user_from_metadata timeout_msecs={timeout_msecs}\n}}\n"
         elif kind == "c":
             conf += (f"plugin {{\n  push_notification_driver = ox:url={url} user_from_metadata "
-                     f"spool_dir={self.spool} timeout_msecs={timeout_msecs}\n}}\n")
+                     f"spool_dir={self.spool} timeout_msecs={timeout_msecs} {OX_EXTRA}\n}}\n")
         self.conf = os.path.join(t, "dovecot.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -1003,6 +1007,9 @@ def main():
             cfg[k.upper()] = type(DEFAULTS[k.upper()])(v)
         else:
             sys.exit(f"unknown argument {a}")
+    global MAIL_LOCATION, OX_EXTRA
+    MAIL_LOCATION = cfg["MAIL_LOCATION"]
+    OX_EXTRA = cfg["OX_EXTRA"]
     if os.geteuid() != 0:
         sys.exit("run as root (Dovecot's mail processes run as uid 5000+)")
     if not plugin or not os.path.exists(plugin):

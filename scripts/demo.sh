@@ -156,6 +156,7 @@ say "registered push users (mock-middleware listpushusers / pushusers -l):"
 "$MM" listpushusers --config-dir "$T/mm" | sed 's/^/    /'
 "$MM" pushusers -l --config-dir "$T/mm" | sed 's/^/    /'
 
+sleep 0.6  # counters are written at most every 500 ms
 say "plugin counters (ox-push-stats $D/spool):"
 "$ROOT/target/release/ox-push-stats" "$D/spool" | column -t -s $'\t' | sed 's/^/    /'
 say "done; stopping Dovecot and mock-middleware"

@@ -161,8 +161,8 @@ pub fn endpoint_for(config: &Config, tls: &TlsSettings) -> (Arc<Endpoint>, Optio
     map.insert(key, ep.clone());
     drop(map);
     // Leftovers of dead processes: replay them now, not at the next delivery.
-    if ep.spool.is_some() && ep.adopt_orphans() > 0 {
-        ep.ensure_thread(tls.clone());
+    if ep.spool.is_some() && ep.adopt_orphans(true) > 0 {
+        ep.ensure_thread(tls);
     }
     (ep, error)
 }
@@ -190,7 +190,7 @@ impl Endpoint {
         let id = item.id.clone();
         self.push(vec![item]);
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        self.ensure_thread(tls.clone());
+        self.ensure_thread(tls);
         match spool_error {
             Some(e) => Err(e),
             None => Ok(id),
@@ -229,13 +229,13 @@ impl Endpoint {
         self.wake.notify_all();
     }
 
-    fn adopt_orphans(&self) -> usize {
+    fn adopt_orphans(&self, own: bool) -> usize {
         let Some(spool) = &self.spool else { return 0 };
         let held: Vec<std::path::PathBuf> = {
             let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.queue.iter().filter_map(|i| i.file.clone()).collect()
         };
-        let items = spool.claim_orphans(&|p: &Path| held.iter().any(|h| h == p));
+        let items = spool.claim_orphans(own, &|p: &Path| held.iter().any(|h| h == p));
         let n = items.len();
         if n > 0 {
             self.stats.replayed.fetch_add(n as u64, Ordering::Relaxed);
@@ -248,11 +248,12 @@ impl Endpoint {
         n
     }
 
-    fn ensure_thread(self: &Arc<Self>, tls: TlsSettings) {
-        if self.started.swap(true, Ordering::AcqRel) {
+    fn ensure_thread(self: &Arc<Self>, tls: &TlsSettings) {
+        if self.started.load(Ordering::Acquire) || self.started.swap(true, Ordering::AcqRel) {
             return;
         }
         let ep = self.clone();
+        let tls = tls.clone();
         crate::keep_loaded();
         let handle = thread::Builder::new()
             .name("ox-push-sender".into())
@@ -325,10 +326,9 @@ impl Endpoint {
         let mut stats_dirty = true;
         let mut last_stats = Instant::now() - Duration::from_secs(10);
         loop {
-            // Counters: at most every 500 ms under load, at once when idle.
-            if stats_dirty
-                && (last_stats.elapsed() >= Duration::from_millis(500) || self.depth() == 0)
-            {
+            // Counters: at most every 500 ms (a file write per notification
+            // would cost more than the notification itself).
+            if stats_dirty && last_stats.elapsed() >= Duration::from_millis(500) {
                 self.write_stats();
                 stats_dirty = false;
                 last_stats = Instant::now();
@@ -336,7 +336,7 @@ impl Endpoint {
             self.retry_removals();
             if last_scan.elapsed() >= RESCAN_INTERVAL {
                 last_scan = Instant::now();
-                self.adopt_orphans();
+                self.adopt_orphans(false);
             }
             // Wait for work (or for the backoff to pass), one wait at a time so
             // that housekeeping above runs between waits.

@@ -2,8 +2,8 @@
 //! callback returns, removed after the endpoint accepted it.
 //!
 //! Layout: `<spool_dir>/<euid>/<endpoint key>/`
-//! - `<created ms>-<pid>-<seq>.ntf`: `OXPUSH1 <id> <created ms>\n<body>`;
-//!   written under `tmp/` and renamed into place, so a reader never sees half a file;
+//! - `<created ms>-<pid>-<seq>.ntf`: `OXPUSH2 <id> <created ms> <body length>\n<body>`,
+//!   written with one create and one write; the length exposes a file torn by a crash;
 //! - `owner-<pid>.lock`: flocked by process `<pid>` for as long as it lives; files
 //!   named with the pid of a process whose lock can be taken belong to a dead
 //!   process and are claimed (renamed to the claimer's pid: rename is atomic, so
@@ -153,34 +153,44 @@ impl Spool {
     }
 
     /// Writes the item's file (into the current euid's directory); on success
-    /// `item.file` names it.
+    /// `item.file` names it. One create and one write: no rename, because
+    /// other processes never read a live process's files, and the header
+    /// carries the body length so that a file torn by a crash is recognised.
     pub fn write(&self, item: &mut Item) -> io::Result<()> {
         let dir = self.dir_for(euid())?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{:016}-{}-{}.ntf", item.created_ms, self.pid, seq);
-        let tmp = dir.path.join("tmp").join(&name);
+        let path = dir
+            .path
+            .join(format!("{:016}-{}-{}.ntf", item.created_ms, self.pid, seq));
         let mut f = OpenOptions::new()
             .create_new(true)
             .write(true)
             .mode(0o600)
-            .open(&tmp)?;
-        let mut data = format!("OXPUSH1 {} {}\n", item.id, item.created_ms).into_bytes();
+            .open(&path)?;
+        let mut data = Vec::with_capacity(item.body.len() + 80);
+        data.extend_from_slice(
+            format!(
+                "OXPUSH2 {} {} {}\n",
+                item.id,
+                item.created_ms,
+                item.body.len()
+            )
+            .as_bytes(),
+        );
         data.extend_from_slice(&item.body);
-        let written = f
-            .write_all(&data)
-            .and_then(|_| if self.fsync { f.sync_all() } else { Ok(()) });
+        let written =
+            f.write_all(&data)
+                .and_then(|_| if self.fsync { f.sync_all() } else { Ok(()) });
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(&path);
             return Err(e);
         }
-        let dest = dir.path.join(&name);
-        fs::rename(&tmp, &dest)?;
         if self.fsync {
             if let Ok(d) = File::open(&dir.path) {
                 let _ = d.sync_all();
             }
         }
-        item.file = Some(dest);
+        item.file = Some(path);
         Ok(())
     }
 
@@ -218,9 +228,11 @@ impl Spool {
             .collect()
     }
 
-    /// Files left by dead processes (and by an earlier process with our pid),
-    /// claimed for us, oldest first. `known` tells which files we already hold.
-    pub fn claim_orphans(&self, known: &dyn Fn(&Path) -> bool) -> Vec<Item> {
+    /// Files left by dead processes, claimed for us, oldest first. With
+    /// `own`, also files named with our pid that `known` does not hold (left by
+    /// an earlier process with the same pid): only at start, since later our
+    /// own new files are briefly on disk before they are queued.
+    pub fn claim_orphans(&self, own: bool, known: &dyn Fn(&Path) -> bool) -> Vec<Item> {
         let mut out = Vec::new();
         for (uid, path) in self.visible_dirs() {
             let Ok(entries) = fs::read_dir(&path) else {
@@ -250,7 +262,7 @@ impl Spool {
                 };
                 let file = path.join(name);
                 if pid == self.pid {
-                    if known(&file) {
+                    if !own || known(&file) {
                         continue;
                     }
                 } else if !is_dead(pid) {
@@ -354,15 +366,22 @@ fn read_item(path: &Path) -> Option<Item> {
     let nl = data.iter().position(|b| *b == b'\n')?;
     let head = std::str::from_utf8(&data[..nl]).ok()?;
     let mut parts = head.split(' ');
-    if parts.next()? != "OXPUSH1" {
+    if parts.next()? != "OXPUSH2" {
         return None;
     }
     let id = parts.next()?.to_string();
     let created_ms = parts.next()?.parse().ok()?;
+    let len: usize = parts.next()?.parse().ok()?;
+    let body = &data[nl + 1..];
+    // A file torn by a crash (or the machine going down without
+    // spool_fsync) is not sent half.
+    if body.len() != len {
+        return None;
+    }
     Some(Item {
         id,
         created_ms,
-        body: data[nl + 1..].to_vec(),
+        body: body.to_vec(),
         file: Some(path.to_path_buf()),
     })
 }
@@ -393,12 +412,12 @@ mod tests {
             s.remove(&a);
             // A file we hold is not claimed again...
             let held = b.file.clone().unwrap();
-            assert!(s.claim_orphans(&|p| p == held).is_empty());
+            assert!(s.claim_orphans(true, &|p| p == held).is_empty());
         }
         // ...but a new spool in this process (same pid, earlier instance gone)
         // sees it as a leftover.
         let s = Spool::open(&root, "k", "http://h/", false).unwrap();
-        let got = s.claim_orphans(&|_| false);
+        let got = s.claim_orphans(true, &|_| false);
         assert_eq!(got.len(), 1);
         assert_eq!(
             (got[0].id.as_str(), got[0].body.as_slice()),
@@ -406,8 +425,8 @@ mod tests {
         );
         // A dead process's files (no lock holder) are claimed and renamed.
         let dead = s.dir().unwrap().join("0000000000000005-999999-0.ntf");
-        fs::write(&dead, b"OXPUSH1 x 5\n{}").unwrap();
-        let got = s.claim_orphans(&|_| false);
+        fs::write(&dead, b"OXPUSH2 x 5 2\n{}").unwrap();
+        let got = s.claim_orphans(true, &|_| false);
         assert!(got.iter().any(|i| i.id == "x"));
         assert!(!dead.exists());
         let _ = fs::remove_dir_all(&root);
@@ -438,12 +457,12 @@ mod tests {
         assert!(flock_nb(&f));
         fs::write(
             s.dir().unwrap().join("0000000000000001-4242424-0.ntf"),
-            b"OXPUSH1 y 1\n{}",
+            b"OXPUSH2 y 1 2\n{}",
         )
         .unwrap();
-        assert!(s.claim_orphans(&|_| false).is_empty());
+        assert!(s.claim_orphans(true, &|_| false).is_empty());
         drop(f);
-        assert_eq!(s.claim_orphans(&|_| false).len(), 1);
+        assert_eq!(s.claim_orphans(true, &|_| false).len(), 1);
         let _ = fs::remove_dir_all(&root);
     }
 }
