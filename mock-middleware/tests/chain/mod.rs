@@ -91,6 +91,12 @@ pub struct Chain {
 /// Dovecot (alice/bob, password `pw`) + fakes + middleware with IMAP login; `props` are extra
 /// properties. alice has fixed ids 3@1 from users.yml.
 pub async fn start(props: &str) -> Chain {
+    start_with(Vec::new(), props).await
+}
+
+/// Like [`start`], with extra Dovecot settings lines (`DovecotOpts.extra`), e.g. TLS or a
+/// master passdb.
+pub async fn start_with(dovecot_extra: Vec<String>, props: &str) -> Chain {
     logs();
     ensure_plugin();
     let port = support::free_port();
@@ -98,7 +104,9 @@ pub async fn start(props: &str) -> Chain {
         "ox:url=http://{REST_LOGIN}:{REST_PASSWORD}@127.0.0.1:{port}/preliminary/http-notify/v1/notify user_from_metadata"
     );
     let dc = tokio::task::block_in_place(|| {
-        Dovecot::start(DovecotOpts::new(Driver::OxPush, vec![driver]))
+        let mut o = DovecotOpts::new(Driver::OxPush, vec![driver]);
+        o.extra = dovecot_extra;
+        Dovecot::start(o)
     });
     let opts = Opts {
         apns: true,
