@@ -8,7 +8,6 @@
 //! 3xx fail at once. Items older than `max_age` are dropped and counted.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -73,8 +72,6 @@ pub struct Endpoint {
     idle: Condvar,
     pub stats: Stats,
     aborter: Mutex<Option<Aborter>>,
-    /// Sent items whose files could not be deleted yet.
-    pending_removals: Mutex<Vec<std::path::PathBuf>>,
     started: AtomicBool,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
@@ -154,7 +151,6 @@ pub fn endpoint_for(config: &Config, tls: &TlsSettings) -> (Arc<Endpoint>, Optio
         idle: Condvar::new(),
         stats: Stats::default(),
         aborter: Mutex::new(None),
-        pending_removals: Mutex::new(Vec::new()),
         started: AtomicBool::new(false),
         thread: Mutex::new(None),
     });
@@ -175,7 +171,7 @@ impl Endpoint {
             id: new_id(),
             created_ms: now_ms(),
             body,
-            file: None,
+            journal: None,
         };
         let mut spool_error = None;
         if let Some(spool) = &self.spool {
@@ -209,7 +205,7 @@ impl Endpoint {
             let idx = usize::from(st.busy);
             if let Some(old) = st.queue.remove(idx) {
                 st.bytes -= old.size();
-                self.remove_file_of(&old);
+                self.ack(&old);
                 dropped += 1;
             }
         }
@@ -231,11 +227,7 @@ impl Endpoint {
 
     fn adopt_orphans(&self, own: bool) -> usize {
         let Some(spool) = &self.spool else { return 0 };
-        let held: Vec<std::path::PathBuf> = {
-            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.queue.iter().filter_map(|i| i.file.clone()).collect()
-        };
-        let items = spool.claim_orphans(own, &|p: &Path| held.iter().any(|h| h == p));
+        let items = spool.claim_orphans(own);
         let n = items.len();
         if n > 0 {
             self.stats.replayed.fetch_add(n as u64, Ordering::Relaxed);
@@ -295,26 +287,11 @@ impl Endpoint {
         }
     }
 
-    /// Deletes an item's spool file, or remembers it for later when the
-    /// current euid may not (LMTP serving another uid right now).
-    fn remove_file_of(&self, item: &Item) {
-        if let (Some(spool), Some(file)) = (&self.spool, &item.file) {
-            if !spool.remove_file(file) {
-                self.pending_removals
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(file.clone());
-            }
+    /// Marks an item done in the spool (sent or dropped).
+    fn ack(&self, item: &Item) {
+        if let Some(spool) = &self.spool {
+            spool.ack(item);
         }
-    }
-
-    fn retry_removals(&self) {
-        let Some(spool) = &self.spool else { return };
-        let mut pending = self
-            .pending_removals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        pending.retain(|f| !spool.remove_file(f));
     }
 
     fn run(self: Arc<Self>, tls: TlsSettings) {
@@ -333,7 +310,6 @@ impl Endpoint {
                 stats_dirty = false;
                 last_stats = Instant::now();
             }
-            self.retry_removals();
             if last_scan.elapsed() >= RESCAN_INTERVAL {
                 last_scan = Instant::now();
                 self.adopt_orphans(false);
@@ -455,7 +431,7 @@ impl Endpoint {
             st.bytes = st.bytes.saturating_sub(item.size());
         }
         drop(st);
-        self.remove_file_of(item);
+        self.ack(item);
     }
 
     /// Waits until the queue is empty or `until` passes; true when empty.
@@ -564,7 +540,6 @@ pub fn shutdown(timeout: Duration) -> Vec<String> {
         ep.stop();
     }
     for ep in &endpoints {
-        ep.retry_removals();
         if let Some(s) = &ep.spool {
             s.release();
         }

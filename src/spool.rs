@@ -1,27 +1,31 @@
-//! The durable spool: one file per notification, written before the commit
-//! callback returns, removed after the endpoint accepted it.
+//! The durable spool: an append-only journal per process, written before the
+//! commit callback returns.
 //!
 //! Layout: `<spool_dir>/<euid>/<endpoint key>/`
-//! - `<created ms>-<pid>-<seq>.ntf`: `OXPUSH2 <id> <created ms> <body length>\n<body>`,
-//!   written with one create and one write; the length exposes a file torn by a crash;
-//! - `owner-<pid>.lock`: flocked by process `<pid>` for as long as it lives; files
-//!   named with the pid of a process whose lock can be taken belong to a dead
-//!   process and are claimed (renamed to the claimer's pid: rename is atomic, so
-//!   two processes never send the same file);
+//! - `journal-<pid>.log`: records appended by process `<pid>`:
+//!   `N <id> <created ms> <body length>\n<body>\n` when a notification is queued,
+//!   `A <id>\n` when it was sent or dropped. One `write(2)` per record, no file
+//!   created or removed per notification. When nothing is pending the journal is
+//!   truncated to zero. A record torn by a crash is ignored on replay.
+//! - `owner-<pid>.lock`: flocked by `<pid>` for as long as it lives. The journal
+//!   of a process whose lock can be taken is claimed by renaming it (atomic, so two
+//!   processes never replay the same journal); its pending records are appended to
+//!   the claimer's own journal and queued there.
 //! - `label`: the endpoint URL with its password masked, for `ox-push-stats`;
 //! - `stats-<pid>.json`: that process's counters.
 //!
-//! The per-euid level keeps processes of different mail uids apart (mail
-//! processes run as the user's uid); the spool root should be mode 1777 like
-//! /tmp (`make install` creates it so).
+//! The per-euid level keeps processes of different mail uids apart: mail
+//! processes run as the user's uid, and LMTP, running as root, switches its
+//! euid to each recipient's. A journal is written through a file descriptor
+//! opened once, so later appends and acks work whatever the euid is then.
+//! The spool root should be mode 1777 like /tmp (`make install` creates it so).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One queued notification.
@@ -30,35 +34,14 @@ pub struct Item {
     pub id: String,
     pub created_ms: u64,
     pub body: Vec<u8>,
-    /// The spool file, if the item is spooled.
-    pub file: Option<PathBuf>,
+    /// The euid directory whose journal holds the item, if it is spooled.
+    pub journal: Option<u32>,
 }
 
 impl Item {
     pub fn size(&self) -> u64 {
         self.body.len() as u64 + 64
     }
-}
-
-pub struct Spool {
-    root: PathBuf,
-    key: String,
-    label: String,
-    pid: u32,
-    fsync: bool,
-    seq: AtomicU64,
-    /// Per effective uid: the endpoint directory and our owner lock in it.
-    /// LMTP runs as root and switches its euid to each recipient's uid, so one
-    /// process writes into several uid directories.
-    dirs: Mutex<HashMap<u32, Arc<Dir>>>,
-    /// The euid the spool was opened with: where this process's stats live.
-    home_uid: u32,
-}
-
-struct Dir {
-    path: PathBuf,
-    /// Held for the life of the process: marks our files as ours.
-    _owner: File,
 }
 
 fn flock_nb(f: &File) -> bool {
@@ -76,17 +59,83 @@ pub fn fnv1a(data: &[u8]) -> u64 {
     h
 }
 
-fn parse_name(name: &str) -> Option<(u64, u32)> {
-    let stem = name.strip_suffix(".ntf")?;
-    let mut parts = stem.split('-');
-    let created = parts.next()?.parse().ok()?;
-    let pid = parts.next()?.parse().ok()?;
-    Some((created, pid))
-}
-
 fn euid() -> u32 {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// One euid directory of this endpoint, as this process uses it.
+struct Dir {
+    path: PathBuf,
+    /// Held for the life of the process: marks our journal as ours.
+    _owner: File,
+    journal: Mutex<Journal>,
+}
+
+struct Journal {
+    file: Option<File>,
+    /// Records written and not yet acknowledged.
+    pending: u64,
+}
+
+pub struct Spool {
+    root: PathBuf,
+    key: String,
+    label: String,
+    pid: u32,
+    fsync: bool,
+    dirs: Mutex<HashMap<u32, Arc<Dir>>>,
+    /// The euid the spool was opened with: where this process's stats live.
+    home_uid: u32,
+}
+
+/// The records of a journal that were queued and not acknowledged, in order.
+pub fn pending_records(data: &[u8]) -> Vec<Item> {
+    let mut items: Vec<Item> = Vec::new();
+    let mut acked: HashSet<String> = HashSet::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let Some(nl) = data[pos..].iter().position(|b| *b == b'\n') else {
+            break;
+        };
+        let Ok(head) = std::str::from_utf8(&data[pos..pos + nl]) else {
+            break;
+        };
+        let mut parts = head.split(' ');
+        match parts.next() {
+            Some("N") => {
+                let (Some(id), Some(created), Some(len)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    break;
+                };
+                let (Ok(created_ms), Ok(len)) = (created.parse::<u64>(), len.parse::<usize>())
+                else {
+                    break;
+                };
+                let start = pos + nl + 1;
+                // Body plus its terminating newline must be complete.
+                if data.len() < start + len + 1 || data[start + len] != b'\n' {
+                    break;
+                }
+                items.push(Item {
+                    id: id.to_string(),
+                    created_ms,
+                    body: data[start..start + len].to_vec(),
+                    journal: None,
+                });
+                pos = start + len + 1;
+            }
+            Some("A") => {
+                let Some(id) = parts.next() else { break };
+                acked.insert(id.to_string());
+                pos += nl + 1;
+            }
+            _ => break,
+        }
+    }
+    items.retain(|i| !acked.contains(&i.id));
+    items
 }
 
 impl Spool {
@@ -99,13 +148,12 @@ impl Spool {
             label: label.to_string(),
             pid: std::process::id(),
             fsync,
-            seq: AtomicU64::new(0),
             dirs: Mutex::new(HashMap::new()),
             home_uid: euid(),
         };
         let dir = spool.dir_for(euid())?;
         // Prove the directory is writable now.
-        let probe = dir.path.join("tmp").join(format!("probe-{}", spool.pid));
+        let probe = dir.path.join(format!("probe-{}", spool.pid));
         fs::write(&probe, b"")?;
         fs::remove_file(&probe)?;
         Ok(spool)
@@ -116,12 +164,14 @@ impl Spool {
         self.dir_for(euid()).ok().map(|d| d.path.clone())
     }
 
+    fn journal_name(&self) -> String {
+        format!("journal-{}.log", self.pid)
+    }
+
     fn dir_for(&self, uid: u32) -> io::Result<Arc<Dir>> {
         let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(d) = dirs.get(&uid) {
-            if d.path.exists() {
-                return Ok(d.clone());
-            }
+            return Ok(d.clone());
         }
         let path = self.root.join(uid.to_string()).join(&self.key);
         fs::DirBuilder::new()
@@ -147,65 +197,76 @@ impl Spool {
         let dir = Arc::new(Dir {
             path,
             _owner: owner,
+            journal: Mutex::new(Journal {
+                file: None,
+                pending: 0,
+            }),
         });
         dirs.insert(uid, dir.clone());
         Ok(dir)
     }
 
-    /// Writes the item's file (into the current euid's directory); on success
-    /// `item.file` names it. One create and one write: no rename, because
-    /// other processes never read a live process's files, and the header
-    /// carries the body length so that a file torn by a crash is recognised.
-    pub fn write(&self, item: &mut Item) -> io::Result<()> {
-        let dir = self.dir_for(euid())?;
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let path = dir
-            .path
-            .join(format!("{:016}-{}-{}.ntf", item.created_ms, self.pid, seq));
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)?;
-        let mut data = Vec::with_capacity(item.body.len() + 80);
-        data.extend_from_slice(
-            format!(
-                "OXPUSH2 {} {} {}\n",
-                item.id,
-                item.created_ms,
-                item.body.len()
-            )
-            .as_bytes(),
-        );
-        data.extend_from_slice(&item.body);
-        let written =
-            f.write_all(&data)
-                .and_then(|_| if self.fsync { f.sync_all() } else { Ok(()) });
-        if let Err(e) = written {
-            let _ = fs::remove_file(&path);
-            return Err(e);
+    fn append(&self, dir: &Dir, journal: &mut Journal, record: &[u8]) -> io::Result<()> {
+        if journal.file.is_none() {
+            journal.file = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(dir.path.join(self.journal_name()))?,
+            );
         }
+        let f = journal.file.as_mut().expect("opened above");
+        f.write_all(record)?;
         if self.fsync {
-            if let Ok(d) = File::open(&dir.path) {
-                let _ = d.sync_all();
-            }
+            f.sync_data()?;
         }
-        item.file = Some(path);
         Ok(())
     }
 
-    /// Removes a file. False when the current euid may not (LMTP is serving
-    /// another uid right now): the caller retries later.
-    pub fn remove_file(&self, file: &Path) -> bool {
-        match fs::remove_file(file) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
-            Err(_) => false,
-        }
+    /// Appends the item to the current euid's journal; on success
+    /// `item.journal` says where.
+    pub fn write(&self, item: &mut Item) -> io::Result<()> {
+        let uid = euid();
+        let dir = self.dir_for(uid)?;
+        let mut record = Vec::with_capacity(item.body.len() + 80);
+        record.extend_from_slice(
+            format!("N {} {} {}\n", item.id, item.created_ms, item.body.len()).as_bytes(),
+        );
+        record.extend_from_slice(&item.body);
+        record.push(b'\n');
+        let mut journal = dir.journal.lock().unwrap_or_else(|e| e.into_inner());
+        self.append(&dir, &mut journal, &record)?;
+        journal.pending += 1;
+        item.journal = Some(uid);
+        Ok(())
     }
 
-    pub fn remove(&self, item: &Item) -> bool {
-        item.file.as_deref().is_none_or(|f| self.remove_file(f))
+    /// Records that the item was sent or dropped; truncates the journal when
+    /// nothing is pending any more.
+    pub fn ack(&self, item: &Item) {
+        let Some(uid) = item.journal else { return };
+        let Some(dir) = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&uid)
+            .cloned()
+        else {
+            return;
+        };
+        let mut journal = dir.journal.lock().unwrap_or_else(|e| e.into_inner());
+        journal.pending = journal.pending.saturating_sub(1);
+        if journal.pending == 0 {
+            if let Some(f) = &journal.file {
+                // O_APPEND: the next record starts at the new end, offset 0.
+                if f.set_len(0).is_ok() {
+                    return;
+                }
+            }
+        }
+        let record = format!("A {}\n", item.id);
+        let _ = self.append(&dir, &mut journal, record.as_bytes());
     }
 
     /// The endpoint directories this euid can look into: its own, or all of
@@ -228,11 +289,11 @@ impl Spool {
             .collect()
     }
 
-    /// Files left by dead processes, claimed for us, oldest first. With
-    /// `own`, also files named with our pid that `known` does not hold (left by
-    /// an earlier process with the same pid): only at start, since later our
-    /// own new files are briefly on disk before they are queued.
-    pub fn claim_orphans(&self, own: bool, known: &dyn Fn(&Path) -> bool) -> Vec<Item> {
+    /// Pending notifications of dead processes, claimed for us (appended to our
+    /// journal), oldest first. With `own`, also a journal named with our pid
+    /// that we have not opened (left by an earlier process with the same pid):
+    /// only at start.
+    pub fn claim_orphans(&self, own: bool) -> Vec<Item> {
         let mut out = Vec::new();
         for (uid, path) in self.visible_dirs() {
             let Ok(entries) = fs::read_dir(&path) else {
@@ -242,55 +303,66 @@ impl Spool {
                 .flatten()
                 .filter_map(|e| e.file_name().into_string().ok())
                 .collect();
-            let mut ntf: Vec<&String> = names.iter().filter(|n| n.ends_with(".ntf")).collect();
-            ntf.sort();
             let mut dead: HashMap<u32, bool> = HashMap::new();
             let mut is_dead = |pid: u32| -> bool {
                 *dead.entry(pid).or_insert_with(|| {
                     match File::open(path.join(format!("owner-{pid}.lock"))) {
                         // Taking the lock proves the owner is gone; it is
-                        // released when `f` drops, and the file removed below.
+                        // released when `f` drops.
                         Ok(f) => flock_nb(&f),
                         Err(_) => true,
                     }
                 })
             };
-            let mut claimed_any = false;
-            for name in &ntf {
-                let Some((created, pid)) = parse_name(name) else {
+            let opened_own = self
+                .dirs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&uid)
+                .is_some_and(|d| d.journal.lock().map(|j| j.file.is_some()).unwrap_or(true));
+            for name in &names {
+                let Some(pid) = name
+                    .strip_prefix("journal-")
+                    .and_then(|r| r.strip_suffix(".log"))
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
                     continue;
                 };
-                let file = path.join(name);
                 if pid == self.pid {
-                    if !own || known(&file) {
+                    if !own || opened_own {
                         continue;
                     }
                 } else if !is_dead(pid) {
                     continue;
                 }
-                // We must hold our own owner lock in this directory before
-                // files carry our pid there.
-                if !claimed_any {
-                    if self.dir_for(uid).is_err() {
-                        break;
-                    }
-                    claimed_any = true;
+                let claimed = path.join(format!("tmp/claimed-{}-{}.log", pid, self.pid));
+                if fs::rename(path.join(name), &claimed).is_err() {
+                    continue; // someone else claimed it first
                 }
-                let target = if pid == self.pid {
-                    file
-                } else {
-                    let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-                    let new = path.join(format!("{created:016}-{}-{seq}.ntf", self.pid));
-                    if fs::rename(&file, &new).is_err() {
-                        continue; // someone else claimed it first
+                let items = fs::read(&claimed)
+                    .map(|d| pending_records(&d))
+                    .unwrap_or_default();
+                let mut ok = true;
+                if !items.is_empty() {
+                    let Ok(dir) = self.dir_for(uid) else { continue };
+                    let mut journal = dir.journal.lock().unwrap_or_else(|e| e.into_inner());
+                    for mut item in items {
+                        let mut record =
+                            format!("N {} {} {}\n", item.id, item.created_ms, item.body.len())
+                                .into_bytes();
+                        record.extend_from_slice(&item.body);
+                        record.push(b'\n');
+                        if self.append(&dir, &mut journal, &record).is_err() {
+                            ok = false;
+                            break;
+                        }
+                        journal.pending += 1;
+                        item.journal = Some(uid);
+                        out.push(item);
                     }
-                    new
-                };
-                match read_item(&target) {
-                    Some(item) => out.push(item),
-                    None => {
-                        let _ = fs::remove_file(&target);
-                    }
+                }
+                if ok {
+                    let _ = fs::remove_file(&claimed);
                 }
             }
             // Counters of processes that are gone: into the archive.
@@ -306,7 +378,7 @@ impl Spool {
                     crate::stats::archive(&path, &path.join(name));
                 }
             }
-            // Lock files of processes that are gone and left nothing behind.
+            // Lock files of processes that are gone.
             for name in &names {
                 let Some(pid) = name
                     .strip_prefix("owner-")
@@ -315,10 +387,7 @@ impl Spool {
                 else {
                     continue;
                 };
-                let has_files = ntf
-                    .iter()
-                    .any(|n| parse_name(n).is_some_and(|(_, p)| p == pid));
-                if pid != self.pid && !has_files && is_dead(pid) {
+                if pid != self.pid && is_dead(pid) {
                     let _ = fs::remove_file(path.join(name));
                 }
             }
@@ -327,21 +396,13 @@ impl Spool {
         out
     }
 
-    /// At exit: drop our owner locks where we left no files.
+    /// At exit: remove our journal and lock where nothing is pending.
     pub fn release(&self) {
         let dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
         for d in dirs.values() {
-            let ours = format!("-{}-", self.pid);
-            let has_files = fs::read_dir(&d.path)
-                .map(|it| {
-                    it.flatten().any(|e| {
-                        let n = e.file_name();
-                        let n = n.to_string_lossy();
-                        n.ends_with(".ntf") && n.contains(&ours)
-                    })
-                })
-                .unwrap_or(true);
-            if !has_files {
+            let journal = d.journal.lock().unwrap_or_else(|e| e.into_inner());
+            if journal.pending == 0 {
+                let _ = fs::remove_file(d.path.join(self.journal_name()));
                 let _ = fs::remove_file(d.path.join(format!("owner-{}.lock", self.pid)));
             }
         }
@@ -351,39 +412,33 @@ impl Spool {
     /// was opened with (one file per process, whatever LMTP's euid is now).
     pub fn write_stats(&self, json: &str) {
         let dir = self.root.join(self.home_uid.to_string()).join(&self.key);
-        {
-            let name = format!("stats-{}.json", self.pid);
-            let tmp = dir.join("tmp").join(&name);
-            if fs::write(&tmp, json).is_ok() {
-                let _ = fs::rename(&tmp, dir.join(&name));
-            }
+        let name = format!("stats-{}.json", self.pid);
+        let tmp = dir.join("tmp").join(&name);
+        if fs::write(&tmp, json).is_ok() {
+            let _ = fs::rename(&tmp, dir.join(&name));
         }
     }
 }
 
-fn read_item(path: &Path) -> Option<Item> {
-    let data = fs::read(path).ok()?;
-    let nl = data.iter().position(|b| *b == b'\n')?;
-    let head = std::str::from_utf8(&data[..nl]).ok()?;
-    let mut parts = head.split(' ');
-    if parts.next()? != "OXPUSH2" {
-        return None;
-    }
-    let id = parts.next()?.to_string();
-    let created_ms = parts.next()?.parse().ok()?;
-    let len: usize = parts.next()?.parse().ok()?;
-    let body = &data[nl + 1..];
-    // A file torn by a crash (or the machine going down without
-    // spool_fsync) is not sent half.
-    if body.len() != len {
-        return None;
-    }
-    Some(Item {
-        id,
-        created_ms,
-        body: body.to_vec(),
-        file: Some(path.to_path_buf()),
-    })
+/// Notifications waiting in a spool directory's journals (for `ox-push-stats`
+/// and tests).
+pub fn pending_in_dir(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("journal-") && n.ends_with(".log")
+        })
+        .map(|e| {
+            fs::read(e.path())
+                .map(|d| pending_records(&d).len())
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -395,74 +450,92 @@ mod tests {
             id: format!("id{n}"),
             created_ms: 1000 + n,
             body: format!("{{\"n\":{n}}}").into_bytes(),
-            file: None,
+            journal: None,
         }
     }
 
+    fn root(name: &str) -> PathBuf {
+        let r = std::env::temp_dir().join(format!("oxspool-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&r);
+        r
+    }
+
     #[test]
-    fn write_read_and_own_leftovers() {
-        let root = std::env::temp_dir().join(format!("oxspool-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+    fn journal_records_and_torn_tail() {
+        let mut data = b"N a 1 2\n{}\nN b 2 3\nabc\nA a\n".to_vec();
+        let p = pending_records(&data);
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].id.as_str(), p[0].body.as_slice()), ("b", &b"abc"[..]));
+        // A torn record at the end is ignored.
+        data.extend_from_slice(b"N c 3 10\n{\"x\":");
+        assert_eq!(pending_records(&data).len(), 1);
+    }
+
+    #[test]
+    fn write_ack_truncate_and_leftovers_of_an_earlier_process() {
+        let root = root("journal");
         {
             let s = Spool::open(&root, "k", "http://h/", false).unwrap();
-            let mut a = item(1);
+            let (mut a, mut b) = (item(1), item(2));
             s.write(&mut a).unwrap();
-            let mut b = item(2);
             s.write(&mut b).unwrap();
-            s.remove(&a);
-            // A file we hold is not claimed again...
-            let held = b.file.clone().unwrap();
-            assert!(s.claim_orphans(true, &|p| p == held).is_empty());
+            s.ack(&a);
+            let dir = s.dir().unwrap();
+            assert_eq!(pending_in_dir(&dir), 1);
+            s.ack(&b);
+            // Nothing pending: the journal is empty again.
+            assert_eq!(fs::metadata(dir.join(s.journal_name())).unwrap().len(), 0);
+            let mut c = item(3);
+            s.write(&mut c).unwrap();
+            assert_eq!(pending_in_dir(&dir), 1);
         }
-        // ...but a new spool in this process (same pid, earlier instance gone)
-        // sees it as a leftover.
+        // A new spool with the same pid finds item 3 at start...
         let s = Spool::open(&root, "k", "http://h/", false).unwrap();
-        let got = s.claim_orphans(true, &|_| false);
+        let got = s.claim_orphans(true);
         assert_eq!(got.len(), 1);
         assert_eq!(
             (got[0].id.as_str(), got[0].body.as_slice()),
-            ("id2", &b"{\"n\":2}"[..])
+            ("id3", &b"{\"n\":3}"[..])
         );
-        // A dead process's files (no lock holder) are claimed and renamed.
-        let dead = s.dir().unwrap().join("0000000000000005-999999-0.ntf");
-        fs::write(&dead, b"OXPUSH2 x 5 2\n{}").unwrap();
-        let got = s.claim_orphans(true, &|_| false);
-        assert!(got.iter().any(|i| i.id == "x"));
-        assert!(!dead.exists());
+        // ...and later scans leave our own journal alone.
+        assert!(s.claim_orphans(false).is_empty());
         let _ = fs::remove_dir_all(&root);
     }
 
     #[test]
-    fn fsync_mode_writes_durably_readable_files() {
-        let root = std::env::temp_dir().join(format!("oxspool-fsync-{}", std::process::id()));
+    fn dead_process_journal_is_claimed_live_one_is_not() {
+        let root = root("claim");
+        let s = Spool::open(&root, "k", "l", false).unwrap();
+        let dir = s.dir().unwrap();
+        // A live process: its lock file locked by another descriptor.
+        let live = File::create(dir.join("owner-4242424.lock")).unwrap();
+        assert!(flock_nb(&live));
+        fs::write(dir.join("journal-4242424.log"), b"N y 1 2\n{}\n").unwrap();
+        // A dead one: no lock holder.
+        fs::write(
+            dir.join("journal-4242425.log"),
+            b"N x 5 2\n{}\nN z 6 2\n[]\nA z\n",
+        )
+        .unwrap();
+        let got = s.claim_orphans(false);
+        assert_eq!(got.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["x"]);
+        assert!(!dir.join("journal-4242425.log").exists());
+        // Claimed items live on in our journal until acknowledged.
+        assert_eq!(pending_in_dir(&dir), 2); // x (ours) + y (live process)
+        s.ack(&got[0]);
+        assert_eq!(pending_in_dir(&dir), 1);
+        drop(live);
+        assert_eq!(s.claim_orphans(false).len(), 1);
         let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn fsync_mode_writes_durably_readable_records() {
+        let root = root("fsync");
         let s = Spool::open(&root, "k", "l", true).unwrap();
         let mut a = item(7);
         s.write(&mut a).unwrap();
-        let path = a.file.clone().unwrap();
-        assert_eq!(read_item(&path).unwrap().body, b"{\"n\":7}");
-        assert!(s.remove(&a));
-        assert!(!path.exists());
-        let _ = fs::remove_dir_all(&root);
-    }
-
-    #[test]
-    fn live_owner_keeps_its_files() {
-        let root = std::env::temp_dir().join(format!("oxspool-live-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        let s = Spool::open(&root, "k", "l", false).unwrap();
-        // Simulate another live process: its lock file, locked by a separate fd.
-        let other = s.dir().unwrap().join("owner-4242424.lock");
-        let f = File::create(&other).unwrap();
-        assert!(flock_nb(&f));
-        fs::write(
-            s.dir().unwrap().join("0000000000000001-4242424-0.ntf"),
-            b"OXPUSH2 y 1 2\n{}",
-        )
-        .unwrap();
-        assert!(s.claim_orphans(true, &|_| false).is_empty());
-        drop(f);
-        assert_eq!(s.claim_orphans(true, &|_| false).len(), 1);
+        assert_eq!(pending_in_dir(&s.dir().unwrap()), 1);
         let _ = fs::remove_dir_all(&root);
     }
 }

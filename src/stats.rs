@@ -58,7 +58,7 @@ pub fn archive(dir: &Path, stats_file: &Path) {
 pub struct EndpointTotals {
     pub label: String,
     pub counters: BTreeMap<String, u64>,
-    /// Notification files waiting in the spool.
+    /// Notifications waiting in the spool's journals.
     pub depth: u64,
     /// Processes currently reporting.
     pub processes: u64,
@@ -87,9 +87,7 @@ pub fn collect(root: &Path) -> std::io::Result<Vec<EndpointTotals>> {
             };
             for f in files.flatten() {
                 let name = f.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".ntf") {
-                    t.depth += 1;
-                } else if name.starts_with("stats-") && name.ends_with(".json") {
+                if name.starts_with("stats-") && name.ends_with(".json") {
                     let Some(v) = fs::read(f.path())
                         .ok()
                         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
@@ -105,6 +103,7 @@ pub fn collect(root: &Path) -> std::io::Result<Vec<EndpointTotals>> {
                     }
                 }
             }
+            t.depth += crate::spool::pending_in_dir(&dir) as u64;
         }
     }
     Ok(by_label.into_values().collect())
@@ -142,7 +141,7 @@ mod tests {
         )
         .unwrap();
         fs::write(dir.join("stats-2.json"), r#"{"queued":1,"sent":1}"#).unwrap();
-        fs::write(dir.join("1-2-3.ntf"), "x").unwrap();
+        fs::write(dir.join("journal-3.log"), "N a 1 2\n{}\n").unwrap();
         archive(&dir, &dir.join("stats-1.json"));
         assert!(!dir.join("stats-1.json").exists());
         let t = collect(&root).unwrap();

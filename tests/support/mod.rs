@@ -777,24 +777,24 @@ impl Dovecot {
         out
     }
 
-    /// The spool files (`*.ntf`) currently waiting, in all uid directories.
-    pub fn spooled(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.spool.clone()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "ntf") {
-                    out.push(p);
-                }
+    /// The notifications currently waiting in the spool (pending journal
+    /// records of all uid and endpoint directories).
+    pub fn spooled(&self) -> usize {
+        let mut n = 0;
+        for uid in std::fs::read_dir(&self.spool)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for ep in std::fs::read_dir(uid.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                n += ox_push::spool::pending_in_dir(&ep.path());
             }
         }
-        out
+        n
     }
 }
 
