@@ -14,6 +14,23 @@ fn admin_base(s: &Settings) -> String {
     format!("http://{}", s.admin_listen)
 }
 
+/// The admin listener's JSON answer; a non-2xx status is an error naming the server's reason
+/// (never read as "nothing there").
+async fn admin_json(url: &str, r: reqwest::Response) -> anyhow::Result<Value> {
+    let status = r.status();
+    let v: Value = r
+        .json()
+        .await
+        .with_context(|| format!("admin listener answer from {url} ({status})"))?;
+    if !status.is_success() {
+        return Err(anyhow!(
+            "The running server at {url} failed: {status} {}",
+            v["error"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(v)
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -26,7 +43,7 @@ pub async fn listpushusers(dir: &Path) -> anyhow::Result<Vec<String>> {
     let s = Settings::load(dir)?;
     let url = format!("{}/mock/pushusers", admin_base(&s));
     let v: Value = match client().get(&url).send().await {
-        Ok(r) => r.json().await.context("admin listener answer")?,
+        Ok(r) => admin_json(&url, r).await?,
         Err(e) => {
             return Err(anyhow!(
                 "No running mock-middleware at {url} ({e}); running listeners exist only in a running server."
@@ -87,10 +104,8 @@ pub async fn pushusers_list(dir: &Path) -> anyhow::Result<Vec<String>> {
     let s = Settings::load(dir)?;
     let url = format!("{}/mock/registrations", admin_base(&s));
     let regs: Vec<(i64, i64, String)> = match client().get(&url).send().await {
-        Ok(r) => r
-            .json::<Value>()
-            .await
-            .context("admin listener answer")?
+        Ok(r) => admin_json(&url, r)
+            .await?
             .as_array()
             .into_iter()
             .flatten()
@@ -156,7 +171,7 @@ pub async fn pushusers_remove(
         .send()
         .await
     {
-        Ok(r) => r.json::<Value>().await.context("admin listener answer")?["deleted"] == true,
+        Ok(r) => admin_json(&url, r).await?["deleted"] == true,
         Err(e) => from_db(&s, &url, &e.to_string())?.remove_registration(cid, uid, client_id)?,
     };
     Ok(if deleted {

@@ -217,13 +217,22 @@ async fn demo_flow_pushes_a_notification_to_the_fake_apns() {
     assert_eq!(got[0]["token"], token.as_str());
     assert_eq!(got[0]["body"]["aps"]["alert"], "Demo\nDemo push");
     assert_eq!(got[0]["jwt"]["iss"], "DEMOTEAM12");
-    let pushes: Value = http
-        .get(format!("{admin}/mock/pushes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(pushes[0]["outcome"], "delivered");
+    // The middleware records the push when the fake's answer is back, which can be a moment
+    // after the fake recorded the request: poll, bounded.
+    let end = Instant::now() + Duration::from_secs(10);
+    let pushes = loop {
+        let v: Value = http
+            .get(format!("{admin}/mock/pushes"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > end {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(pushes[0]["outcome"], "delivered", "{pushes}");
 }

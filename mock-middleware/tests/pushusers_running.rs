@@ -198,3 +198,79 @@ fn pushusers_says_when_neither_server_nor_database_is_reachable() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err.contains("No running mock-middleware at"), "{err}");
 }
+
+/// Something answers on the admin port with a server error: the CLI says so and fails, it
+/// does not report "No such push registration" or an empty list.
+#[test]
+fn pushusers_reports_a_failing_admin_listener() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    listener.set_nonblocking(true).unwrap();
+    let server = std::thread::spawn(move || {
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok((s, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            };
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let body = "{\"error\":\"store failed: disk I/O error\"}";
+            let _ = (&s).write_all(
+                format!(
+                    "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mock.properties"),
+        format!("mock.admin.listen=127.0.0.1:{port}\nmock.db=none.sqlite\n"),
+    )
+    .unwrap();
+    let d = dir.path().to_str().unwrap();
+    let results: Vec<(Vec<&str>, Output)> = [
+        vec!["pushusers", "--config-dir", d, "-l"],
+        vec![
+            "pushusers",
+            "--config-dir",
+            d,
+            "-r",
+            "-c",
+            "1",
+            "-u",
+            "3",
+            "-i",
+            CLIENT,
+        ],
+        vec!["listpushusers", "--config-dir", d],
+    ]
+    .into_iter()
+    .map(|a| {
+        let o = run(&a);
+        (a, o)
+    })
+    .collect();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    server.join().unwrap();
+    for (args, o) in results {
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {out}{err}");
+        assert_eq!(out, "", "{args:?}");
+        assert!(
+            err.contains("failed: 500 Internal Server Error store failed: disk I/O error"),
+            "{args:?}: {err}"
+        );
+    }
+}
