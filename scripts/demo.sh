@@ -8,7 +8,14 @@ ROOT=$PWD
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 say "building the plugin and mock-middleware (release; the first build takes a few minutes)"
-cargo build --release --workspace --bins --lib 2>&1 | grep -E "^(error|warning: unused)|Compiling (ox-push|mock-middleware)|Finished" || true
+set +e
+cargo build --release --workspace --bins --lib 2>&1 | awk '
+  /^error/ { err = 1 } err { print; next }
+  /Compiling/ { n++; if (n % 25 == 0) { printf "    ... %d crates compiled\n", n; fflush() } }
+  /Finished/ { print "    " $0 }'
+status=${PIPESTATUS[0]}
+set -e
+[ "$status" -eq 0 ] || { echo "build failed (cargo exit $status)" >&2; exit 1; }
 PLUGIN=$ROOT/target/release/libox_push.so
 MM=$ROOT/target/release/mock-middleware
 [ -f "$PLUGIN" ] && [ -x "$MM" ] || { echo "build failed" >&2; exit 1; }
