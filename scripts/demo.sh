@@ -12,7 +12,7 @@ set +e
 cargo build --release --workspace --bins --lib 2>&1 | awk '
   /^error/ { err = 1 } err { print; next }
   /Compiling/ { n++; if (n % 25 == 0) { printf "    ... %d crates compiled\n", n; fflush() } }
-  /Finished/ { print "    " $0 }'
+  /Finished/ { sub(/^ +/, ""); print "    " $0 }'
 status=${PIPESTATUS[0]}
 set -e
 [ "$status" -eq 0 ] || { echo "build failed (cargo exit $status)" >&2; exit 1; }
