@@ -2,11 +2,12 @@
 //! commit callback returns.
 //!
 //! Layout: `<spool_dir>/<euid>/<endpoint key>/`
-//! - `journal-<pid>.log`: records appended by process `<pid>`:
-//!   `N <id> <created ms> <body length>\n<body>\n` when a notification is queued,
-//!   `A <id>\n` when it was sent or dropped. One `write(2)` per record, no file
-//!   created or removed per notification. When nothing is pending the journal is
-//!   truncated to zero. A record torn by a crash is ignored on replay.
+//! - `journal-<pid>-<n>.log`: segments (about 1 MiB each) of the records
+//!   appended by process `<pid>`: `N <id> <created ms> <body length>\n<body>\n`
+//!   when a notification is queued, `A <id>\n` when it was sent or dropped. One
+//!   `write(2)` per record, no file created or removed per notification. A segment
+//!   whose notifications are all done is removed (the newest is truncated), so
+//!   the disk holds about what is queued. A record torn by a crash is ignored.
 //! - `owner-<pid>.lock`: flocked by `<pid>` for as long as it lives. The journal
 //!   of a process whose lock can be taken is claimed by renaming it (atomic, so two
 //!   processes never replay the same journal); its pending records are appended to
@@ -34,8 +35,8 @@ pub struct Item {
     pub id: String,
     pub created_ms: u64,
     pub body: Vec<u8>,
-    /// The euid directory whose journal holds the item, if it is spooled.
-    pub journal: Option<u32>,
+    /// Where the item is spooled: (euid directory, journal segment).
+    pub journal: Option<(u32, u64)>,
 }
 
 impl Item {
@@ -72,11 +73,24 @@ struct Dir {
     journal: Mutex<Journal>,
 }
 
+/// A process's journal in one directory: segments `journal-<pid>-<n>.log`;
+/// records go to the newest, a segment is removed once every notification
+/// in it was sent or dropped, so the disk holds about what is queued.
 struct Journal {
-    file: Option<File>,
-    /// Records written and not yet acknowledged.
+    segments: std::collections::VecDeque<Segment>,
+    next: u64,
+}
+
+struct Segment {
+    no: u64,
+    file: File,
+    size: u64,
+    /// Records written to this segment and not yet acknowledged.
     pending: u64,
 }
+
+/// A segment is closed for new records at this size.
+const SEGMENT_MAX: u64 = 1 << 20;
 
 pub struct Spool {
     root: PathBuf,
@@ -87,6 +101,16 @@ pub struct Spool {
     dirs: Mutex<HashMap<u32, Arc<Dir>>>,
     /// The euid the spool was opened with: where this process's stats live.
     home_uid: u32,
+}
+
+fn new_record(item: &Item) -> Vec<u8> {
+    let mut record = Vec::with_capacity(item.body.len() + 80);
+    record.extend_from_slice(
+        format!("N {} {} {}\n", item.id, item.created_ms, item.body.len()).as_bytes(),
+    );
+    record.extend_from_slice(&item.body);
+    record.push(b'\n');
+    record
 }
 
 /// The records of a journal that were queued and not acknowledged, in order.
@@ -164,8 +188,8 @@ impl Spool {
         self.dir_for(euid()).ok().map(|d| d.path.clone())
     }
 
-    fn journal_name(&self) -> String {
-        format!("journal-{}.log", self.pid)
+    fn segment_name(&self, no: u64) -> String {
+        format!("journal-{}-{}.log", self.pid, no)
     }
 
     fn dir_for(&self, uid: u32) -> io::Result<Arc<Dir>> {
@@ -198,30 +222,52 @@ impl Spool {
             path,
             _owner: owner,
             journal: Mutex::new(Journal {
-                file: None,
-                pending: 0,
+                segments: std::collections::VecDeque::new(),
+                next: 0,
             }),
         });
         dirs.insert(uid, dir.clone());
         Ok(dir)
     }
 
-    fn append(&self, dir: &Dir, journal: &mut Journal, record: &[u8]) -> io::Result<()> {
-        if journal.file.is_none() {
-            journal.file = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o600)
-                    .open(dir.path.join(self.journal_name()))?,
-            );
+    /// Appends a record to the newest segment (opening a new one when there is
+    /// none or it is full); returns the segment number.
+    fn append(
+        &self,
+        dir: &Dir,
+        journal: &mut Journal,
+        record: &[u8],
+        new: bool,
+    ) -> io::Result<u64> {
+        let full = journal
+            .segments
+            .back()
+            .is_none_or(|s| new && s.size >= SEGMENT_MAX);
+        if full {
+            let no = journal.next;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(dir.path.join(self.segment_name(no)))?;
+            journal.next += 1;
+            journal.segments.push_back(Segment {
+                no,
+                file,
+                size: 0,
+                pending: 0,
+            });
         }
-        let f = journal.file.as_mut().expect("opened above");
-        f.write_all(record)?;
+        let seg = journal.segments.back_mut().expect("one segment at least");
+        seg.file.write_all(record)?;
         if self.fsync {
-            f.sync_data()?;
+            seg.file.sync_data()?;
         }
-        Ok(())
+        seg.size += record.len() as u64;
+        if new {
+            seg.pending += 1;
+        }
+        Ok(seg.no)
     }
 
     /// Appends the item to the current euid's journal; on success
@@ -229,23 +275,19 @@ impl Spool {
     pub fn write(&self, item: &mut Item) -> io::Result<()> {
         let uid = euid();
         let dir = self.dir_for(uid)?;
-        let mut record = Vec::with_capacity(item.body.len() + 80);
-        record.extend_from_slice(
-            format!("N {} {} {}\n", item.id, item.created_ms, item.body.len()).as_bytes(),
-        );
-        record.extend_from_slice(&item.body);
-        record.push(b'\n');
+        let record = new_record(item);
         let mut journal = dir.journal.lock().unwrap_or_else(|e| e.into_inner());
-        self.append(&dir, &mut journal, &record)?;
-        journal.pending += 1;
-        item.journal = Some(uid);
+        let seg = self.append(&dir, &mut journal, &record, true)?;
+        item.journal = Some((uid, seg));
         Ok(())
     }
 
-    /// Records that the item was sent or dropped; truncates the journal when
-    /// nothing is pending any more.
+    /// Records that the item was sent or dropped. A segment whose records are
+    /// all done is removed (the newest one is truncated instead).
     pub fn ack(&self, item: &Item) {
-        let Some(uid) = item.journal else { return };
+        let Some((uid, no)) = item.journal else {
+            return;
+        };
         let Some(dir) = self
             .dirs
             .lock()
@@ -256,17 +298,26 @@ impl Spool {
             return;
         };
         let mut journal = dir.journal.lock().unwrap_or_else(|e| e.into_inner());
-        journal.pending = journal.pending.saturating_sub(1);
-        if journal.pending == 0 {
-            if let Some(f) = &journal.file {
-                // O_APPEND: the next record starts at the new end, offset 0.
-                if f.set_len(0).is_ok() {
-                    return;
-                }
+        let newest = journal.segments.back().map(|s| s.no);
+        let Some(pos) = journal.segments.iter().position(|s| s.no == no) else {
+            return;
+        };
+        let seg = &mut journal.segments[pos];
+        seg.pending = seg.pending.saturating_sub(1);
+        if seg.pending == 0 {
+            if Some(no) != newest {
+                journal.segments.remove(pos);
+                let _ = fs::remove_file(dir.path.join(self.segment_name(no)));
+                return;
+            }
+            // O_APPEND: the next record starts at the new end, offset 0.
+            if seg.file.set_len(0).is_ok() {
+                seg.size = 0;
+                return;
             }
         }
         let record = format!("A {}\n", item.id);
-        let _ = self.append(&dir, &mut journal, record.as_bytes());
+        let _ = self.append(&dir, &mut journal, record.as_bytes(), false);
     }
 
     /// The endpoint directories this euid can look into: its own, or all of
@@ -319,15 +370,28 @@ impl Spool {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&uid)
-                .is_some_and(|d| d.journal.lock().map(|j| j.file.is_some()).unwrap_or(true));
+                .is_some_and(|d| {
+                    d.journal
+                        .lock()
+                        .map(|j| !j.segments.is_empty())
+                        .unwrap_or(true)
+                });
+            // Segments per process, in order: acks may sit in a later segment
+            // than the record they acknowledge.
+            let mut by_pid: std::collections::BTreeMap<u32, Vec<(u64, String)>> =
+                Default::default();
             for name in &names {
-                let Some(pid) = name
+                let Some((pid, no)) = name
                     .strip_prefix("journal-")
                     .and_then(|r| r.strip_suffix(".log"))
-                    .and_then(|p| p.parse::<u32>().ok())
+                    .and_then(|r| r.split_once('-'))
+                    .and_then(|(p, n)| Some((p.parse::<u32>().ok()?, n.parse::<u64>().ok()?)))
                 else {
                     continue;
                 };
+                by_pid.entry(pid).or_default().push((no, name.clone()));
+            }
+            for (pid, mut segments) in by_pid {
                 if pid == self.pid {
                     if !own || opened_own {
                         continue;
@@ -335,34 +399,44 @@ impl Spool {
                 } else if !is_dead(pid) {
                     continue;
                 }
-                let claimed = path.join(format!("tmp/claimed-{}-{}.log", pid, self.pid));
-                if fs::rename(path.join(name), &claimed).is_err() {
-                    continue; // someone else claimed it first
+                segments.sort();
+                let mut data = Vec::new();
+                let mut claimed = Vec::new();
+                for (no, name) in &segments {
+                    let target = path.join(format!("tmp/claimed-{pid}-{no}-{}.log", self.pid));
+                    if fs::rename(path.join(name), &target).is_err() {
+                        continue; // someone else claimed it first
+                    }
+                    if let Ok(d) = fs::read(&target) {
+                        data.extend_from_slice(&d);
+                    }
+                    claimed.push(target);
                 }
-                let items = fs::read(&claimed)
-                    .map(|d| pending_records(&d))
-                    .unwrap_or_default();
+                if claimed.is_empty() {
+                    continue;
+                }
+                let items = pending_records(&data);
                 let mut ok = true;
                 if !items.is_empty() {
                     let Ok(dir) = self.dir_for(uid) else { continue };
                     let mut journal = dir.journal.lock().unwrap_or_else(|e| e.into_inner());
                     for mut item in items {
-                        let mut record =
-                            format!("N {} {} {}\n", item.id, item.created_ms, item.body.len())
-                                .into_bytes();
-                        record.extend_from_slice(&item.body);
-                        record.push(b'\n');
-                        if self.append(&dir, &mut journal, &record).is_err() {
-                            ok = false;
-                            break;
+                        match self.append(&dir, &mut journal, &new_record(&item), true) {
+                            Ok(seg) => {
+                                item.journal = Some((uid, seg));
+                                out.push(item);
+                            }
+                            Err(_) => {
+                                ok = false;
+                                break;
+                            }
                         }
-                        journal.pending += 1;
-                        item.journal = Some(uid);
-                        out.push(item);
                     }
                 }
                 if ok {
-                    let _ = fs::remove_file(&claimed);
+                    for c in claimed {
+                        let _ = fs::remove_file(c);
+                    }
                 }
             }
             // Counters of processes that are gone: into the archive.
@@ -401,8 +475,10 @@ impl Spool {
         let dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
         for d in dirs.values() {
             let journal = d.journal.lock().unwrap_or_else(|e| e.into_inner());
-            if journal.pending == 0 {
-                let _ = fs::remove_file(d.path.join(self.journal_name()));
+            if journal.segments.iter().all(|s| s.pending == 0) {
+                for s in &journal.segments {
+                    let _ = fs::remove_file(d.path.join(self.segment_name(s.no)));
+                }
                 let _ = fs::remove_file(d.path.join(format!("owner-{}.lock", self.pid)));
             }
         }
@@ -484,7 +560,7 @@ mod tests {
             assert_eq!(pending_in_dir(&dir), 1);
             s.ack(&b);
             // Nothing pending: the journal is empty again.
-            assert_eq!(fs::metadata(dir.join(s.journal_name())).unwrap().len(), 0);
+            assert_eq!(fs::metadata(dir.join(s.segment_name(0))).unwrap().len(), 0);
             let mut c = item(3);
             s.write(&mut c).unwrap();
             assert_eq!(pending_in_dir(&dir), 1);
@@ -510,22 +586,71 @@ mod tests {
         // A live process: its lock file locked by another descriptor.
         let live = File::create(dir.join("owner-4242424.lock")).unwrap();
         assert!(flock_nb(&live));
-        fs::write(dir.join("journal-4242424.log"), b"N y 1 2\n{}\n").unwrap();
+        fs::write(dir.join("journal-4242424-0.log"), b"N y 1 2\n{}\n").unwrap();
         // A dead one: no lock holder.
         fs::write(
-            dir.join("journal-4242425.log"),
-            b"N x 5 2\n{}\nN z 6 2\n[]\nA z\n",
+            dir.join("journal-4242425-0.log"),
+            b"N x 5 2\n{}\nN z 6 2\n[]\n",
         )
         .unwrap();
+        // The ack of z sits in a later segment.
+        fs::write(dir.join("journal-4242425-1.log"), b"A z\n").unwrap();
         let got = s.claim_orphans(false);
         assert_eq!(got.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["x"]);
-        assert!(!dir.join("journal-4242425.log").exists());
+        assert!(
+            !dir.join("journal-4242425-0.log").exists()
+                && !dir.join("journal-4242425-1.log").exists()
+        );
         // Claimed items live on in our journal until acknowledged.
         assert_eq!(pending_in_dir(&dir), 2); // x (ours) + y (live process)
         s.ack(&got[0]);
         assert_eq!(pending_in_dir(&dir), 1);
         drop(live);
         assert_eq!(s.claim_orphans(false).len(), 1);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn segments_rotate_and_done_ones_are_removed() {
+        let root = root("segments");
+        let s = Spool::open(&root, "k", "l", false).unwrap();
+        let dir = s.dir().unwrap();
+        let big = vec![b'x'; 300 * 1024];
+        let mut items: Vec<Item> = (0..8)
+            .map(|n| Item {
+                body: big.clone(),
+                ..item(n)
+            })
+            .collect();
+        for it in items.iter_mut() {
+            s.write(it).unwrap();
+        }
+        let segs = |d: &Path| {
+            fs::read_dir(d)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("journal-"))
+                .count()
+        };
+        assert!(segs(&dir) >= 2, "{}", segs(&dir));
+        assert_eq!(pending_in_dir(&dir), 8);
+        // Acknowledging the oldest items removes the segments they filled.
+        for it in &items[..4] {
+            s.ack(it);
+        }
+        assert_eq!(pending_in_dir(&dir), 4);
+        let on_disk: u64 = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("journal-"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert!(on_disk < 6 * 300 * 1024, "{on_disk}");
+        for it in &items[4..] {
+            s.ack(it);
+        }
+        assert_eq!(pending_in_dir(&dir), 0);
+        assert_eq!(segs(&dir), 1);
         let _ = fs::remove_dir_all(&root);
     }
 
