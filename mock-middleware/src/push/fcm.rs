@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::apns::unix_now;
 use super::payload::{Kind, Message};
-use super::{retry_after, Attempt, BoxFuture, Outcome, Provider};
+use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider};
 
 /// The FCM scope requested in the assertion.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -190,35 +190,14 @@ impl Fcm {
                 }
             }
         };
-        match self
+        let resp = self
             .client
             .post(&url)
             .bearer_auth(bearer)
             .json(&body)
             .send()
-            .await
-        {
-            Err(e) => Attempt {
-                outcome: Outcome::Retry(None),
-                status: None,
-                reason: format!("transport: {e}"),
-                url,
-                request: body,
-            },
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let after = retry_after(resp.headers());
-                let v: Value = resp.json().await.unwrap_or(Value::Null);
-                let (outcome, reason) = classify(status, &v, after);
-                Attempt {
-                    outcome,
-                    status: Some(status),
-                    reason,
-                    url,
-                    request: body,
-                }
-            }
-        }
+            .await;
+        json_attempt(resp, url, body, classify).await
     }
 }
 

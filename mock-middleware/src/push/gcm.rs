@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::payload::{Kind, Message};
-use super::{retry_after, Attempt, BoxFuture, Outcome, Provider};
+use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider};
 
 /// Classifies a legacy answer for the token at index 0.
 pub fn classify(status: u16, body: &Value, after: Option<Duration>) -> (Outcome, String) {
@@ -72,28 +72,7 @@ impl Provider for Gcm {
                 .json(&body)
                 .send()
                 .await;
-            match resp {
-                Err(e) => Attempt {
-                    outcome: Outcome::Retry(None),
-                    status: None,
-                    reason: format!("transport: {e}"),
-                    url,
-                    request: body,
-                },
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let after = retry_after(resp.headers());
-                    let v: Value = resp.json().await.unwrap_or(Value::Null);
-                    let (outcome, reason) = classify(status, &v, after);
-                    Attempt {
-                        outcome,
-                        status: Some(status),
-                        reason,
-                        url,
-                        request: body,
-                    }
-                }
-            }
+            json_attempt(resp, url, body, classify).await
         })
     }
 }

@@ -88,6 +88,38 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// Turns the answer to a JSON-bodied send into an [`Attempt`]: a transport error is retried,
+/// else `classify` judges the status, the JSON body (`null` if unreadable) and `Retry-After`.
+pub(crate) async fn json_attempt(
+    resp: reqwest::Result<reqwest::Response>,
+    url: String,
+    request: Value,
+    classify: impl FnOnce(u16, &Value, Option<Duration>) -> (Outcome, String),
+) -> Attempt {
+    match resp {
+        Err(e) => Attempt {
+            outcome: Outcome::Retry(None),
+            status: None,
+            reason: format!("transport: {e}"),
+            url,
+            request,
+        },
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let after = retry_after(resp.headers());
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            let (outcome, reason) = classify(status, &v, after);
+            Attempt {
+                outcome,
+                status: Some(status),
+                reason,
+                url,
+                request,
+            }
+        }
+    }
+}
+
 /// Delay before retry number `attempt` (1-based): `Retry-After` if given, else exponential
 /// backoff from `base` with up to 50 % jitter.
 pub fn backoff(attempt: u32, base: Duration, retry_after: Option<Duration>) -> Duration {

@@ -54,6 +54,27 @@ fn is_facade(client: &str) -> bool {
     client.starts_with("open-xchange-mobile-api-facade")
 }
 
+/// An APNs alert: "sender\nsubject" with the given sound, the unread count as badge if known.
+fn apns_alert(
+    e: &MailEvent,
+    subject: &str,
+    sender: &str,
+    sound: &str,
+    cid: String,
+    collapse_id: String,
+) -> Message {
+    let mut aps = json!({"alert": format!("{sender}\n{subject}"), "sound": sound});
+    if e.unread >= 0 {
+        aps["badge"] = json!(e.unread);
+    }
+    Message::Apns {
+        body: json!({"aps": aps, "cid": cid}),
+        push_type: "alert",
+        priority: 10,
+        collapse_id,
+    }
+}
+
 fn render(
     client: &str,
     kind: Kind,
@@ -72,29 +93,9 @@ fn render(
     };
     let collapse_id: String = cid.chars().take(64).collect();
     Ok(match (kind, mailapp) {
-        (Kind::Apns, true) => {
-            let mut aps = json!({"alert": format!("{sender}\n{subject}"), "sound": "beep.wav"});
-            if e.unread >= 0 {
-                aps["badge"] = json!(e.unread);
-            }
-            Message::Apns {
-                body: json!({"aps": aps, "cid": cid}),
-                push_type: "alert",
-                priority: 10,
-                collapse_id,
-            }
-        }
+        (Kind::Apns, true) => apns_alert(e, subject, sender, "beep.wav", cid, collapse_id),
         (Kind::Apns, false) if e.subject.as_deref().is_some_and(|s| !s.is_empty()) => {
-            let mut aps = json!({"alert": format!("{sender}\n{subject}"), "sound": "default"});
-            if e.unread >= 0 {
-                aps["badge"] = json!(e.unread);
-            }
-            Message::Apns {
-                body: json!({"aps": aps, "cid": cid}),
-                push_type: "alert",
-                priority: 10,
-                collapse_id,
-            }
+            apns_alert(e, subject, sender, "default", cid, collapse_id)
         }
         (Kind::Apns, false) => Message::Apns {
             body: json!({"aps": {"content-available": 1}, "cid": cid}),

@@ -136,6 +136,38 @@ fn row_to_sub(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
 
 const COLS: &str = "context_id, user_id, client, transport, token, topics, created";
 
+/// Writes one subscription row, replacing any with the same key.
+fn insert_or_replace(conn: &Connection, s: &Subscription) -> Result<(), StoreError> {
+    let topics = serde_json::to_string(&*s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
+    conn.execute(
+        &format!("INSERT OR REPLACE INTO subscriptions ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"),
+        params![
+            s.context_id,
+            s.user_id,
+            &*s.client,
+            &*s.transport,
+            s.token,
+            topics,
+            s.created
+        ],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The subscriptions matching `filter` (a `WHERE …` clause over `params`).
+fn select_subs(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Subscription>, StoreError> {
+    let mut st = conn
+        .prepare(&format!("SELECT {COLS} FROM subscriptions {filter}"))
+        .map_err(db)?;
+    let rows = st.query_map(params, row_to_sub).map_err(db)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db)
+}
+
 impl Store for SqliteStore {
     fn put(&self, s: &Subscription) -> Result<Option<Subscription>, StoreError> {
         let mut conn = self.lock();
@@ -148,21 +180,7 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(db)?;
-        let topics =
-            serde_json::to_string(&*s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
-        tx.execute(
-            &format!("INSERT OR REPLACE INTO subscriptions ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"),
-            params![
-                s.context_id,
-                s.user_id,
-                &*s.client,
-                &*s.transport,
-                s.token,
-                topics,
-                s.created
-            ],
-        )
-        .map_err(db)?;
+        insert_or_replace(&tx, s)?;
         tx.commit().map_err(db)?;
         Ok(prev)
     }
@@ -186,15 +204,11 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Subscription>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(db)?;
-        let gone = {
-            let mut st = tx
-                .prepare(&format!("SELECT {COLS} FROM subscriptions WHERE context_id=?1 AND transport=?2 AND token=?3"))
-                .map_err(db)?;
-            let rows = st
-                .query_map(params![context_id, transport, token], row_to_sub)
-                .map_err(db)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db)?
-        };
+        let gone = select_subs(
+            &tx,
+            "WHERE context_id=?1 AND transport=?2 AND token=?3",
+            params![context_id, transport, token],
+        )?;
         tx.execute(
             "DELETE FROM subscriptions WHERE context_id=?1 AND transport=?2 AND token=?3",
             params![context_id, transport, token],
@@ -213,15 +227,11 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Subscription>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(db)?;
-        let mut found = {
-            let mut st = tx
-                .prepare(&format!("SELECT {COLS} FROM subscriptions WHERE transport=?1 AND token=?2 AND (?3 IS NULL OR context_id=?3)"))
-                .map_err(db)?;
-            let rows = st
-                .query_map(params![transport, old, context_id], row_to_sub)
-                .map_err(db)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db)?
-        };
+        let mut found = select_subs(
+            &tx,
+            "WHERE transport=?1 AND token=?2 AND (?3 IS NULL OR context_id=?3)",
+            params![transport, old, context_id],
+        )?;
         for s in &mut found {
             tx.execute(
                 "DELETE FROM subscriptions WHERE client=?1 AND transport=?2 AND token=?3",
@@ -229,23 +239,7 @@ impl Store for SqliteStore {
             )
             .map_err(db)?;
             s.token = new.to_string();
-            let topics =
-                serde_json::to_string(&*s.topics).map_err(|e| StoreError::Db(e.to_string()))?;
-            tx.execute(
-                &format!(
-                    "INSERT OR REPLACE INTO subscriptions ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
-                ),
-                params![
-                    s.context_id,
-                    s.user_id,
-                    &*s.client,
-                    &*s.transport,
-                    s.token,
-                    topics,
-                    s.created
-                ],
-            )
-            .map_err(db)?;
+            insert_or_replace(&tx, s)?;
         }
         tx.commit().map_err(db)?;
         Ok(found)
