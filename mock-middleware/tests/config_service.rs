@@ -300,6 +300,23 @@ fn invalid_branding_yml_stops_startup_with_one_clear_line() {
     }
 }
 
+/// Starts a stub proxy in front of `target` that answers `/appsuite/api/` with `status`;
+/// returns its base URL.
+async fn status_stub(target: &str, status: StatusCode) -> String {
+    let l = bind().await;
+    let url = format!("http://{}", l.local_addr().unwrap());
+    serve_stub(
+        l,
+        Stub {
+            target: target.to_string(),
+            appsuite_status: status,
+            seen: Arc::new(Mutex::new(Vec::new())),
+            http: reqwest::Client::new(),
+        },
+    );
+    url
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_recognises_grizzly_and_falls_back_to_ajax() {
     let s = setup().await;
@@ -319,17 +336,7 @@ async fn discovery_recognises_grizzly_and_falls_back_to_ajax() {
         format!("{}/ajax", s.stub_url)
     );
     // A 2xx answer at /appsuite/api/ counts as an App Suite.
-    let l = bind().await;
-    let ok_url = format!("http://{}", l.local_addr().unwrap());
-    serve_stub(
-        l,
-        Stub {
-            target: s.base.clone(),
-            appsuite_status: StatusCode::OK,
-            seen: Arc::new(Mutex::new(Vec::new())),
-            http: reqwest::Client::new(),
-        },
-    );
+    let ok_url = status_stub(&s.base, StatusCode::OK).await;
     assert_eq!(
         mock_middleware::device::discover(&c, &ok_url)
             .await
@@ -337,17 +344,7 @@ async fn discovery_recognises_grizzly_and_falls_back_to_ajax() {
         format!("{ok_url}/appsuite/api")
     );
     // 503 at the probe: not an App Suite answer either.
-    let l = bind().await;
-    let busy_url = format!("http://{}", l.local_addr().unwrap());
-    serve_stub(
-        l,
-        Stub {
-            target: s.base.clone(),
-            appsuite_status: StatusCode::SERVICE_UNAVAILABLE,
-            seen: Arc::new(Mutex::new(Vec::new())),
-            http: reqwest::Client::new(),
-        },
-    );
+    let busy_url = status_stub(&s.base, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(
         mock_middleware::device::discover(&c, &busy_url)
             .await

@@ -149,24 +149,7 @@ async fn restart_reasserts_with_rdb_credentials() {
     c.wait_metadata("alice", "user=3@1").await;
     // Someone removes it behind the middleware's back; a restart puts it back from the
     // credentials in the database (no live session survives the restart).
-    tokio::task::block_in_place(|| {
-        let out = c.dc.doveadm(&[
-            "mailbox",
-            "metadata",
-            "unset",
-            "-u",
-            "alice",
-            "-s",
-            "",
-            support::METADATA_KEY,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    c.wait_metadata("alice", "").await;
+    c.unset_metadata("alice").await;
     c.h.restart_server().await;
     c.wait_metadata("alice", "user=3@1").await;
     assert_eq!(c.h.subscriptions().await.len(), 1);

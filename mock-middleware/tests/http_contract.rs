@@ -184,15 +184,7 @@ async fn recordings_are_cleared_and_metrics_are_exposed() {
     let h = Harness::start(Opts::default()).await;
     h.notify(&new_mail("3@1", 1)).await;
     h.notify("{").await;
-    let m = h
-        .http
-        .get(h.admin("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = h.metrics().await;
     assert!(
         m.contains("mock_notifications_total{result=\"no_subscription\"} 1"),
         "{m}"

@@ -167,24 +167,7 @@ async fn master_user_sets_metadata_without_stored_credentials() {
     c.h.subscribe(&l, APNS_TOKEN, "apn").await;
     c.wait_metadata("alice", "user=3@1").await;
     // Someone clears it; a restart (no session, no stored credentials) puts it back.
-    tokio::task::block_in_place(|| {
-        let out = c.dc.doveadm(&[
-            "mailbox",
-            "metadata",
-            "unset",
-            "-u",
-            "alice",
-            "-s",
-            "",
-            support::METADATA_KEY,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    c.wait_metadata("alice", "").await;
+    c.unset_metadata("alice").await;
     c.h.restart_server().await;
     c.wait_metadata("alice", "user=3@1").await;
     assert_eq!(

@@ -48,6 +48,22 @@ fn cli(args: &[&str]) -> (bool, String, String) {
     (o.status.success(), out, err)
 }
 
+/// `pushusers -r` for user 3 in context 1 and [`CLIENT`].
+fn remove_registration(dir: &str) -> (bool, String, String) {
+    cli(&[
+        "pushusers",
+        "--config-dir",
+        dir,
+        "-r",
+        "-c",
+        "1",
+        "-u",
+        "3",
+        "-i",
+        CLIENT,
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushusers_list_and_remove_against_the_running_server_clear_metadata() {
     let admin_port = support::free_port();
@@ -84,18 +100,7 @@ async fn pushusers_list_and_remove_against_the_running_server_clear_metadata() {
     assert_eq!(out, "user=3, context=1, permanent=true\n");
 
     // -r: OX's message, the registration is gone, and Dovecot's METADATA is NIL.
-    let (ok, out, err) = cli(&[
-        "pushusers",
-        "--config-dir",
-        &dir,
-        "-r",
-        "-c",
-        "1",
-        "-u",
-        "3",
-        "-i",
-        CLIENT,
-    ]);
+    let (ok, out, err) = remove_registration(&dir);
     assert!(ok, "{out}{err}");
     assert!(
         !err.contains("No running server"),
@@ -132,18 +137,7 @@ async fn pushusers_list_and_remove_against_the_running_server_clear_metadata() {
     assert!(ok);
     assert_eq!(out, "");
     // A second -r finds nothing.
-    let (ok, out, _) = cli(&[
-        "pushusers",
-        "--config-dir",
-        &dir,
-        "-r",
-        "-c",
-        "1",
-        "-u",
-        "3",
-        "-i",
-        CLIENT,
-    ]);
+    let (ok, out, _) = remove_registration(&dir);
     assert!(ok);
     assert_eq!(
         out.trim(),

@@ -45,15 +45,7 @@ async fn full_queue_answers_503_with_retry_after() {
     }
     assert_eq!(&statuses[..2], &[200, 200], "{statuses:?}");
     assert!(statuses[2..].contains(&503), "{statuses:?}");
-    let m = h
-        .http
-        .get(h.admin("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = h.metrics().await;
     assert!(
         m.contains("mock_notifications_total{result=\"queue_full\"}"),
         "{m}"

@@ -16,6 +16,16 @@ async fn with_device(opts: Opts, token: &str, transport: &str) -> Harness {
     h
 }
 
+/// FCM v1 on, APNs off, alice subscribed with `fcm-token-1` on `gcm`.
+async fn with_fcm_device() -> Harness {
+    let opts = Opts {
+        fcm: true,
+        apns: false,
+        ..Default::default()
+    };
+    with_device(opts, "fcm-token-1", "gcm").await
+}
+
 #[tokio::test]
 async fn apns_jwt_push_arrives_with_ox_payload_headers_and_valid_jwt() {
     let h = with_device(Opts::default(), APNS_TOKEN, "apn").await;
@@ -52,15 +62,7 @@ async fn apns_jwt_push_arrives_with_ox_payload_headers_and_valid_jwt() {
     assert_eq!(got[1]["status"], 200, "{:?}", got[1]);
     assert_eq!(got[0]["conn"], got[1]["conn"], "connection reused");
     assert_eq!(got[0]["jwt"]["iat"], got[1]["jwt"]["iat"], "JWT reused");
-    let m = h
-        .http
-        .get(h.admin("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = h.metrics().await;
     assert!(
         m.contains("mock_pushes_total{transport=\"apns\",outcome=\"delivered\"} 2"),
         "{m}"
@@ -194,16 +196,7 @@ async fn oversized_subject_is_truncated_and_accepted_by_the_fake() {
 
 #[tokio::test]
 async fn fcm_v1_fetches_one_oauth_token_and_sends_string_data() {
-    let h = with_device(
-        Opts {
-            fcm: true,
-            apns: false,
-            ..Default::default()
-        },
-        "fcm-token-1",
-        "gcm",
-    )
-    .await;
+    let h = with_fcm_device().await;
     h.notify(&new_mail("3@1", 77)).await;
     h.notify(&new_mail("3@1", 78)).await;
     let p = h.wait_pushes(2, WAIT).await;
@@ -255,16 +248,7 @@ async fn fcm_expired_access_token_is_refreshed() {
 
 #[tokio::test]
 async fn fcm_dead_tokens_remove_and_quota_is_retried() {
-    let h = with_device(
-        Opts {
-            fcm: true,
-            apns: false,
-            ..Default::default()
-        },
-        "fcm-token-1",
-        "gcm",
-    )
-    .await;
+    let h = with_fcm_device().await;
     h.script(
         json!({"provider": "fcm", "status": 429, "reason": "QUOTA_EXCEEDED", "retry_after": 1}),
     )
@@ -285,16 +269,7 @@ async fn fcm_dead_tokens_remove_and_quota_is_retried() {
 
 #[tokio::test]
 async fn fcm_unregistered_removes_the_subscription() {
-    let h = with_device(
-        Opts {
-            fcm: true,
-            apns: false,
-            ..Default::default()
-        },
-        "fcm-token-1",
-        "gcm",
-    )
-    .await;
+    let h = with_fcm_device().await;
     h.script(json!({"provider": "fcm", "status": 404, "reason": "UNREGISTERED"}))
         .await;
     h.notify(&new_mail("3@1", 1)).await;
@@ -367,16 +342,7 @@ async fn apns_timeout_is_retried_on_a_fresh_attempt() {
 
 #[tokio::test]
 async fn fcm_unavailable_is_retried_and_sender_id_mismatch_removes() {
-    let h = with_device(
-        Opts {
-            fcm: true,
-            apns: false,
-            ..Default::default()
-        },
-        "fcm-token-1",
-        "gcm",
-    )
-    .await;
+    let h = with_fcm_device().await;
     h.script(json!({"provider": "fcm", "status": 503, "reason": "UNAVAILABLE"}))
         .await;
     h.notify(&new_mail("3@1", 1)).await;

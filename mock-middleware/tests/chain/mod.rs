@@ -141,6 +141,29 @@ impl Chain {
         }
     }
 
+    /// Unsets `user`'s push METADATA with doveadm, behind the middleware's back, and waits
+    /// until Dovecot reports it unset.
+    pub async fn unset_metadata(&self, user: &str) {
+        tokio::task::block_in_place(|| {
+            let out = self.dc.doveadm(&[
+                "mailbox",
+                "metadata",
+                "unset",
+                "-u",
+                user,
+                "-s",
+                "",
+                support::METADATA_KEY,
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        });
+        self.wait_metadata(user, "").await;
+    }
+
     /// LMTP delivery; returns the instant of the LMTP reply.
     pub fn deliver(&self, user: &str, subject: &str) -> Instant {
         let r = tokio::task::block_in_place(|| {

@@ -242,6 +242,18 @@ impl Harness {
         assert_eq!(v, json!({"data": {"success": true}}), "subscribe failed");
     }
 
+    /// The admin `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.admin("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_json(&self, url: String) -> Value {
         self.http
             .get(url)
