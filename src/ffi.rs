@@ -235,6 +235,7 @@ pub unsafe extern "C" fn ox_push_instance_new(
             };
             // SAFETY: contract of this function.
             let username = unsafe { cstr(set.username) }.map_or(&b""[..], |c| c.to_bytes());
+            // SAFETY: the settings' strings are NULL or valid for the call (contract).
             let opt = |p| unsafe { cstr(p) }.map(|c| c.to_string_lossy().into_owned());
             let tls = TlsSettings {
                 ca_file: opt(set.ca_file),
