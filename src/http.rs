@@ -210,6 +210,8 @@ impl Client {
             match TcpStream::connect_timeout(&addr, left) {
                 Ok(tcp) => {
                     let _ = tcp.set_nodelay(true);
+                    // Writes are small; one timeout per connection is enough.
+                    let _ = tcp.set_write_timeout(Some(self.timeout));
                     if !self.url.https {
                         return Ok(Stream::Plain(tcp));
                     }
@@ -238,8 +240,9 @@ impl Client {
 
     fn exchange(&mut self, request: &[u8], deadline: Instant) -> Result<(Response, bool), Attempt> {
         let conn = self.conn.as_mut().expect("connected");
-        let left = remaining(deadline).ok_or(Attempt::Other(TransportError::Timeout))?;
-        let _ = conn.tcp().set_write_timeout(Some(left));
+        if remaining(deadline).is_none() {
+            return Err(Attempt::Other(TransportError::Timeout));
+        }
         conn.write_all(request)
             .and_then(|_| conn.flush())
             .map_err(|e| Attempt::NothingReceived(io_error(e)))?;
@@ -445,100 +448,4 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::TcpListener;
-    use std::thread;
-
-    fn url(port: u16) -> EndpointUrl {
-        EndpointUrl::parse(&format!("http://u:p@127.0.0.1:{port}/notify?x=1")).unwrap()
-    }
-
-    #[test]
-    fn request_has_builtin_header_set_and_order() {
-        let c = Client::new(url(1), Duration::from_secs(1), TlsSettings::default());
-        let date = SystemTime::UNIX_EPOCH + Duration::from_secs(784111777);
-        let req = c.request_bytes(b"{}", &[], date);
-        assert_eq!(
-            String::from_utf8(req).unwrap(),
-            "PUT /notify?x=1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
-             Authorization: Basic dTpw\r\nContent-Length: 2\r\nConnection: Keep-Alive\r\n\
-             Content-Type: application/json; charset=utf-8\r\n\r\n{}"
-        );
-    }
-
-    fn serve(responses: Vec<&'static [u8]>) -> (u16, thread::JoinHandle<usize>) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let h = thread::spawn(move || {
-            let mut served = 0;
-            let (mut s, _) = l.accept().unwrap();
-            for r in responses {
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(2).any(|w| w == b"{}") {
-                    let n = s.read(&mut buf).unwrap();
-                    if n == 0 {
-                        return served;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                }
-                s.write_all(r).unwrap();
-                served += 1;
-            }
-            served
-        });
-        (port, h)
-    }
-
-    #[test]
-    fn keep_alive_and_response_forms() {
-        let (port, h) = serve(vec![
-            b"HTTP/1.1 204 No Content\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{\"success\":true}",
-            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
-        ]);
-        let mut c = Client::new(url(port), Duration::from_secs(5), TlsSettings::default());
-        assert_eq!(c.send(b"{}", &[]).unwrap().status, 204);
-        assert_eq!(c.send(b"{}", &[]).unwrap().status, 200);
-        let r = c.send(b"{}", &[]).unwrap();
-        assert_eq!(
-            (r.status, r.retry_after),
-            (503, Some(Duration::from_secs(7)))
-        );
-        assert_eq!(c.send(b"{}", &[]).unwrap().status, 201);
-        assert_eq!(h.join().unwrap(), 4);
-    }
-
-    #[test]
-    fn timeout_and_refused() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let mut c = Client::new(
-            url(port),
-            Duration::from_millis(200),
-            TlsSettings::default(),
-        );
-        let t = Instant::now();
-        assert_eq!(c.send(b"{}", &[]), Err(TransportError::Timeout));
-        assert!(t.elapsed() < Duration::from_secs(2));
-        drop(l);
-        let mut c = Client::new(
-            url(port),
-            Duration::from_millis(200),
-            TlsSettings::default(),
-        );
-        assert!(matches!(
-            c.send(b"{}", &[]),
-            Err(TransportError::Connect(_))
-        ));
-    }
-
-    #[test]
-    fn chunked_detection() {
-        assert!(chunked_complete(b"3\r\nabc\r\n0\r\n\r\n"));
-        assert!(!chunked_complete(b"3\r\nabc\r\n0\r\n"));
-        assert!(!chunked_complete(b"5\r\nab"));
-    }
-}
+mod tests;

@@ -8,7 +8,7 @@
 //! 3xx fail at once. Items older than `max_age` are dropped and counted.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,44 +16,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use once_cell::sync::Lazy;
 
 use crate::config::{Config, NOTIFICATION_ID_HEADER};
-use crate::http::{Aborter, Client, Response, TlsSettings, TransportError};
+use crate::http::{Aborter, Client, TlsSettings};
 use crate::log::{background, OxPushLogLevel};
+use crate::retry::{backoff, classify, describe, Outcome};
 use crate::spool::{fnv1a, Item, Spool};
+use crate::stats::Stats;
 
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// How often a sender looks for files left by dead processes.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(15);
-
-/// Counters, per endpoint and process.
-#[derive(Default, Debug)]
-pub struct Stats {
-    pub queued: AtomicU64,
-    pub sent: AtomicU64,
-    pub retried: AtomicU64,
-    pub dropped_age: AtomicU64,
-    pub dropped_size: AtomicU64,
-    pub failed: AtomicU64,
-    pub replayed: AtomicU64,
-}
-
-impl Stats {
-    fn to_json(&self, depth: usize, label: &str) -> String {
-        serde_json::json!({
-            "endpoint": label,
-            "pid": std::process::id(),
-            "queued": self.queued.load(Ordering::Relaxed),
-            "sent": self.sent.load(Ordering::Relaxed),
-            "retried": self.retried.load(Ordering::Relaxed),
-            "dropped_age": self.dropped_age.load(Ordering::Relaxed),
-            "dropped_size": self.dropped_size.load(Ordering::Relaxed),
-            "failed": self.failed.load(Ordering::Relaxed),
-            "replayed": self.replayed.load(Ordering::Relaxed),
-            "depth": depth,
-        })
-        .to_string()
-    }
-}
 
 struct State {
     queue: VecDeque<Item>,
@@ -466,38 +436,6 @@ impl Endpoint {
     }
 }
 
-enum Outcome {
-    Sent,
-    Permanent,
-    Retry(Option<Duration>),
-}
-
-fn classify(r: &Result<Response, TransportError>) -> Outcome {
-    match r {
-        Ok(resp) if (200..300).contains(&resp.status) => Outcome::Sent,
-        Ok(resp) if resp.status == 408 || resp.status == 429 || resp.status >= 500 => {
-            Outcome::Retry(resp.retry_after)
-        }
-        Ok(_) => Outcome::Permanent,
-        Err(_) => Outcome::Retry(None),
-    }
-}
-
-fn describe(r: &Result<Response, TransportError>) -> String {
-    match r {
-        Ok(resp) => format!("{} {}", resp.status, resp.reason),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// Exponential backoff with ±25 % jitter: 100 ms, 200 ms, ... capped at 5 s.
-pub fn backoff(failures: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let base = exp.min(BACKOFF_CAP);
-    let jitter = 0.75 + fastrand::f64() * 0.5;
-    base.mul_f64(jitter)
-}
-
 /// The largest `shutdown_timeout` of the endpoints in this process.
 pub fn max_shutdown_timeout() -> Option<Duration> {
     ENDPOINTS
@@ -562,101 +500,7 @@ pub fn shutdown(timeout: Duration) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) <= Duration::from_millis(125));
-        assert!(backoff(3) >= Duration::from_millis(300));
-        assert!(backoff(30) <= Duration::from_millis(6250));
-    }
-
-    #[test]
-    fn ids_are_uuid_shaped_and_distinct() {
-        let a = new_id();
-        assert_eq!(a.len(), 36);
-        assert_ne!(a, new_id());
-    }
-
-    #[test]
-    fn classification() {
-        let r = |s| {
-            Ok(Response {
-                status: s,
-                reason: String::new(),
-                retry_after: None,
-            })
-        };
-        assert!(matches!(classify(&r(204)), Outcome::Sent));
-        assert!(matches!(classify(&r(500)), Outcome::Retry(_)));
-        assert!(matches!(classify(&r(429)), Outcome::Retry(_)));
-        assert!(matches!(classify(&r(408)), Outcome::Retry(_)));
-        assert!(matches!(classify(&r(400)), Outcome::Permanent));
-        assert!(matches!(classify(&r(302)), Outcome::Permanent));
-        assert!(matches!(
-            classify(&Err(TransportError::Timeout)),
-            Outcome::Retry(None)
-        ));
-    }
-}
+mod tests;
 
 #[cfg(test)]
-mod endpoint_tests {
-    use super::*;
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpListener;
-
-    #[test]
-    fn two_submits_two_distinct_requests() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let g = got.clone();
-        thread::spawn(move || {
-            let (s, _) = l.accept().unwrap();
-            let mut w = s.try_clone().unwrap();
-            let mut r = BufReader::new(s);
-            for _ in 0..2 {
-                let mut len = 0;
-                loop {
-                    let mut line = String::new();
-                    r.read_line(&mut line).unwrap();
-                    if line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.strip_prefix("Content-Length: ") {
-                        len = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; len];
-                r.read_exact(&mut body).unwrap();
-                g.lock().unwrap().push(String::from_utf8(body).unwrap());
-                w.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
-            }
-        });
-        let dir = tempfile_dir("two-submits");
-        let (cfg, _) = crate::config::parse(&format!(
-            "url=http://127.0.0.1:{port}/n spool_dir={}",
-            dir.display()
-        ))
-        .unwrap();
-        let tls = TlsSettings::default();
-        let (ep, err) = endpoint_for(&cfg, &tls);
-        assert!(err.is_none(), "{err:?}");
-        ep.submit(b"{\"a\":1}".to_vec(), &tls).unwrap();
-        ep.submit(b"{\"b\":2}".to_vec(), &tls).unwrap();
-        let until = Instant::now() + Duration::from_secs(5);
-        while got.lock().unwrap().len() < 2 && Instant::now() < until {
-            thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(*got.lock().unwrap(), ["{\"a\":1}", "{\"b\":2}"]);
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    fn tempfile_dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("oxpush-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
-    }
-}
+mod endpoint_tests;

@@ -21,13 +21,16 @@
 //! opened once, so later appends and acks work whatever the euid is then.
 //! The spool root should be mode 1777 like /tmp (`make install` creates it so).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use crate::journal::new_record;
+pub use crate::journal::{pending_in_dir, pending_records};
 
 /// One queued notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +94,8 @@ struct Segment {
 
 /// A segment is closed for new records at this size.
 const SEGMENT_MAX: u64 = 1 << 20;
+/// The newest segment is truncated when nothing is pending and it is this big.
+const TRUNCATE_AT: u64 = 64 << 10;
 
 pub struct Spool {
     root: PathBuf,
@@ -101,65 +106,6 @@ pub struct Spool {
     dirs: Mutex<HashMap<u32, Arc<Dir>>>,
     /// The euid the spool was opened with: where this process's stats live.
     home_uid: u32,
-}
-
-fn new_record(item: &Item) -> Vec<u8> {
-    let mut record = Vec::with_capacity(item.body.len() + 80);
-    record.extend_from_slice(
-        format!("N {} {} {}\n", item.id, item.created_ms, item.body.len()).as_bytes(),
-    );
-    record.extend_from_slice(&item.body);
-    record.push(b'\n');
-    record
-}
-
-/// The records of a journal that were queued and not acknowledged, in order.
-pub fn pending_records(data: &[u8]) -> Vec<Item> {
-    let mut items: Vec<Item> = Vec::new();
-    let mut acked: HashSet<String> = HashSet::new();
-    let mut pos = 0;
-    while pos < data.len() {
-        let Some(nl) = data[pos..].iter().position(|b| *b == b'\n') else {
-            break;
-        };
-        let Ok(head) = std::str::from_utf8(&data[pos..pos + nl]) else {
-            break;
-        };
-        let mut parts = head.split(' ');
-        match parts.next() {
-            Some("N") => {
-                let (Some(id), Some(created), Some(len)) =
-                    (parts.next(), parts.next(), parts.next())
-                else {
-                    break;
-                };
-                let (Ok(created_ms), Ok(len)) = (created.parse::<u64>(), len.parse::<usize>())
-                else {
-                    break;
-                };
-                let start = pos + nl + 1;
-                // Body plus its terminating newline must be complete.
-                if data.len() < start + len + 1 || data[start + len] != b'\n' {
-                    break;
-                }
-                items.push(Item {
-                    id: id.to_string(),
-                    created_ms,
-                    body: data[start..start + len].to_vec(),
-                    journal: None,
-                });
-                pos = start + len + 1;
-            }
-            Some("A") => {
-                let Some(id) = parts.next() else { break };
-                acked.insert(id.to_string());
-                pos += nl + 1;
-            }
-            _ => break,
-        }
-    }
-    items.retain(|i| !acked.contains(&i.id));
-    items
 }
 
 impl Spool {
@@ -310,8 +256,10 @@ impl Spool {
                 let _ = fs::remove_file(dir.path.join(self.segment_name(no)));
                 return;
             }
-            // O_APPEND: the next record starts at the new end, offset 0.
-            if seg.file.set_len(0).is_ok() {
+            // Once it has grown, empty the newest segment (O_APPEND: the next
+            // record starts at offset 0); a small one just gets the ack, which
+            // is cheaper than a truncate per notification.
+            if seg.size >= TRUNCATE_AT && seg.file.set_len(0).is_ok() {
                 seg.size = 0;
                 return;
             }
@@ -496,171 +444,5 @@ impl Spool {
     }
 }
 
-/// Notifications waiting in a spool directory's journals (for `ox-push-stats`
-/// and tests).
-pub fn pending_in_dir(dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            n.starts_with("journal-") && n.ends_with(".log")
-        })
-        .map(|e| {
-            fs::read(e.path())
-                .map(|d| pending_records(&d).len())
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(n: u64) -> Item {
-        Item {
-            id: format!("id{n}"),
-            created_ms: 1000 + n,
-            body: format!("{{\"n\":{n}}}").into_bytes(),
-            journal: None,
-        }
-    }
-
-    fn root(name: &str) -> PathBuf {
-        let r = std::env::temp_dir().join(format!("oxspool-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&r);
-        r
-    }
-
-    #[test]
-    fn journal_records_and_torn_tail() {
-        let mut data = b"N a 1 2\n{}\nN b 2 3\nabc\nA a\n".to_vec();
-        let p = pending_records(&data);
-        assert_eq!(p.len(), 1);
-        assert_eq!((p[0].id.as_str(), p[0].body.as_slice()), ("b", &b"abc"[..]));
-        // A torn record at the end is ignored.
-        data.extend_from_slice(b"N c 3 10\n{\"x\":");
-        assert_eq!(pending_records(&data).len(), 1);
-    }
-
-    #[test]
-    fn write_ack_truncate_and_leftovers_of_an_earlier_process() {
-        let root = root("journal");
-        {
-            let s = Spool::open(&root, "k", "http://h/", false).unwrap();
-            let (mut a, mut b) = (item(1), item(2));
-            s.write(&mut a).unwrap();
-            s.write(&mut b).unwrap();
-            s.ack(&a);
-            let dir = s.dir().unwrap();
-            assert_eq!(pending_in_dir(&dir), 1);
-            s.ack(&b);
-            // Nothing pending: the journal is empty again.
-            assert_eq!(fs::metadata(dir.join(s.segment_name(0))).unwrap().len(), 0);
-            let mut c = item(3);
-            s.write(&mut c).unwrap();
-            assert_eq!(pending_in_dir(&dir), 1);
-        }
-        // A new spool with the same pid finds item 3 at start...
-        let s = Spool::open(&root, "k", "http://h/", false).unwrap();
-        let got = s.claim_orphans(true);
-        assert_eq!(got.len(), 1);
-        assert_eq!(
-            (got[0].id.as_str(), got[0].body.as_slice()),
-            ("id3", &b"{\"n\":3}"[..])
-        );
-        // ...and later scans leave our own journal alone.
-        assert!(s.claim_orphans(false).is_empty());
-        let _ = fs::remove_dir_all(&root);
-    }
-
-    #[test]
-    fn dead_process_journal_is_claimed_live_one_is_not() {
-        let root = root("claim");
-        let s = Spool::open(&root, "k", "l", false).unwrap();
-        let dir = s.dir().unwrap();
-        // A live process: its lock file locked by another descriptor.
-        let live = File::create(dir.join("owner-4242424.lock")).unwrap();
-        assert!(flock_nb(&live));
-        fs::write(dir.join("journal-4242424-0.log"), b"N y 1 2\n{}\n").unwrap();
-        // A dead one: no lock holder.
-        fs::write(
-            dir.join("journal-4242425-0.log"),
-            b"N x 5 2\n{}\nN z 6 2\n[]\n",
-        )
-        .unwrap();
-        // The ack of z sits in a later segment.
-        fs::write(dir.join("journal-4242425-1.log"), b"A z\n").unwrap();
-        let got = s.claim_orphans(false);
-        assert_eq!(got.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["x"]);
-        assert!(
-            !dir.join("journal-4242425-0.log").exists()
-                && !dir.join("journal-4242425-1.log").exists()
-        );
-        // Claimed items live on in our journal until acknowledged.
-        assert_eq!(pending_in_dir(&dir), 2); // x (ours) + y (live process)
-        s.ack(&got[0]);
-        assert_eq!(pending_in_dir(&dir), 1);
-        drop(live);
-        assert_eq!(s.claim_orphans(false).len(), 1);
-        let _ = fs::remove_dir_all(&root);
-    }
-
-    #[test]
-    fn segments_rotate_and_done_ones_are_removed() {
-        let root = root("segments");
-        let s = Spool::open(&root, "k", "l", false).unwrap();
-        let dir = s.dir().unwrap();
-        let big = vec![b'x'; 300 * 1024];
-        let mut items: Vec<Item> = (0..8)
-            .map(|n| Item {
-                body: big.clone(),
-                ..item(n)
-            })
-            .collect();
-        for it in items.iter_mut() {
-            s.write(it).unwrap();
-        }
-        let segs = |d: &Path| {
-            fs::read_dir(d)
-                .unwrap()
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("journal-"))
-                .count()
-        };
-        assert!(segs(&dir) >= 2, "{}", segs(&dir));
-        assert_eq!(pending_in_dir(&dir), 8);
-        // Acknowledging the oldest items removes the segments they filled.
-        for it in &items[..4] {
-            s.ack(it);
-        }
-        assert_eq!(pending_in_dir(&dir), 4);
-        let on_disk: u64 = fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("journal-"))
-            .map(|e| e.metadata().unwrap().len())
-            .sum();
-        assert!(on_disk < 6 * 300 * 1024, "{on_disk}");
-        for it in &items[4..] {
-            s.ack(it);
-        }
-        assert_eq!(pending_in_dir(&dir), 0);
-        assert_eq!(segs(&dir), 1);
-        let _ = fs::remove_dir_all(&root);
-    }
-
-    #[test]
-    fn fsync_mode_writes_durably_readable_records() {
-        let root = root("fsync");
-        let s = Spool::open(&root, "k", "l", true).unwrap();
-        let mut a = item(7);
-        s.write(&mut a).unwrap();
-        assert_eq!(pending_in_dir(&s.dir().unwrap()), 1);
-        let _ = fs::remove_dir_all(&root);
-    }
-}
+mod tests;

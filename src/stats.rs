@@ -8,7 +8,39 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde_json::{Map, Value};
+
+/// Counters, per endpoint and process.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub queued: AtomicU64,
+    pub sent: AtomicU64,
+    pub retried: AtomicU64,
+    pub dropped_age: AtomicU64,
+    pub dropped_size: AtomicU64,
+    pub failed: AtomicU64,
+    pub replayed: AtomicU64,
+}
+
+impl Stats {
+    pub fn to_json(&self, depth: usize, label: &str) -> String {
+        serde_json::json!({
+            "endpoint": label,
+            "pid": std::process::id(),
+            "queued": self.queued.load(Ordering::Relaxed),
+            "sent": self.sent.load(Ordering::Relaxed),
+            "retried": self.retried.load(Ordering::Relaxed),
+            "dropped_age": self.dropped_age.load(Ordering::Relaxed),
+            "dropped_size": self.dropped_size.load(Ordering::Relaxed),
+            "failed": self.failed.load(Ordering::Relaxed),
+            "replayed": self.replayed.load(Ordering::Relaxed),
+            "depth": depth,
+        })
+        .to_string()
+    }
+}
 
 /// The counters every stats file carries.
 pub const COUNTERS: [&str; 7] = [
