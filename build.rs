@@ -28,6 +28,8 @@ fn main() {
         "dovecot-plugin/ox-push-plugin.c",
         "cbindgen.toml",
         "src/ffi.rs",
+        "src/module.rs",
+        "src/log.rs",
     ] {
         println!("cargo:rerun-if-changed={input}");
     }
