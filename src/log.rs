@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use once_cell::sync::Lazy;
@@ -49,7 +50,6 @@ struct Queue {
     lines: VecDeque<(OxPushLogLevel, String)>,
     dropped: usize,
     pipe: Option<(RawFd, RawFd)>,
-    debug: bool,
 }
 
 static QUEUE: Lazy<Mutex<Queue>> = Lazy::new(|| {
@@ -57,7 +57,6 @@ static QUEUE: Lazy<Mutex<Queue>> = Lazy::new(|| {
         lines: VecDeque::new(),
         dropped: 0,
         pipe: None,
-        debug: false,
     })
 });
 
@@ -76,14 +75,19 @@ pub fn wake_fd() -> RawFd {
     q.pipe.map_or(-1, |(r, _)| r)
 }
 
+/// Whether sender threads' debug lines are wanted (any instance with debug on).
+static BACKGROUND_DEBUG: AtomicBool = AtomicBool::new(false);
+
 /// Turns debug lines from sender threads on (any instance with mail_debug).
 pub fn set_background_debug(on: bool) {
-    let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
-    q.debug |= on;
+    if on {
+        BACKGROUND_DEBUG.store(true, Ordering::Relaxed);
+    }
 }
 
+/// Checked before formatting a debug line on a sender thread.
 pub fn background_debug() -> bool {
-    QUEUE.lock().map(|q| q.debug).unwrap_or(false)
+    BACKGROUND_DEBUG.load(Ordering::Relaxed)
 }
 
 /// Queues a line from any thread.

@@ -340,7 +340,7 @@ impl Endpoint {
                     failures = 0;
                     self.finish(&item);
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(r) = &result {
+                    if let (Ok(r), true) = (&result, crate::log::background_debug()) {
                         background(
                             OxPushLogLevel::Debug,
                             format!("Notification sent successfully: {} {}", r.status, r.reason),
