@@ -54,8 +54,3 @@ pub(crate) fn keep_loaded() {
         }
     });
 }
-
-/// The `DOVECOT_ABI_VERSION` of the headers this build was made against.
-pub fn dovecot_abi_version() -> &'static str {
-    sys::abi_version()
-}

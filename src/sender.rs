@@ -41,7 +41,8 @@ pub struct Endpoint {
     wake: Condvar,
     idle: Condvar,
     pub stats: Stats,
-    aborter: Mutex<Option<Aborter>>,
+    /// Shared with the sender's client, so that shutdown can abort a blocked send.
+    aborter: Aborter,
     started: AtomicBool,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
@@ -120,7 +121,7 @@ pub fn endpoint_for(config: &Config, tls: &TlsSettings) -> (Arc<Endpoint>, Optio
         wake: Condvar::new(),
         idle: Condvar::new(),
         stats: Stats::default(),
-        aborter: Mutex::new(None),
+        aborter: Aborter::default(),
         started: AtomicBool::new(false),
         thread: Mutex::new(None),
     });
@@ -266,7 +267,7 @@ impl Endpoint {
 
     fn run(self: Arc<Self>, tls: TlsSettings) {
         let mut client = Client::new(self.config.url.clone(), self.config.timeout, tls);
-        *self.aborter.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.aborter.clone());
+        client.aborter = self.aborter.clone();
         let mut failures: u32 = 0;
         let mut next_attempt = Instant::now();
         let mut last_scan = Instant::now();
@@ -425,14 +426,7 @@ impl Endpoint {
         st.stop = true;
         drop(st);
         self.wake.notify_all();
-        if let Some(a) = self
-            .aborter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            a.abort();
-        }
+        self.aborter.abort();
     }
 }
 

@@ -129,7 +129,8 @@ impl Spool {
         Ok(spool)
     }
 
-    /// The directory of the current euid.
+    /// The directory of the current euid (for tests).
+    #[cfg(test)]
     pub fn dir(&self) -> Option<PathBuf> {
         self.dir_for(euid()).ok().map(|d| d.path.clone())
     }

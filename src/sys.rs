@@ -38,7 +38,3 @@ pub const ABI_VERSION: &std::ffi::CStr =
         Ok(c) => c,
         Err(_) => panic!("DOVECOT_ABI_VERSION is not a C string"),
     };
-
-pub fn abi_version() -> &'static str {
-    ABI_VERSION.to_str().unwrap_or("")
-}

@@ -192,21 +192,12 @@ async fn demo_flow_pushes_a_notification_to_the_fake_apns() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", serve.log());
-    let end = Instant::now() + Duration::from_secs(20);
-    let got = loop {
-        let v: Value = http
-            .get(format!("{fake_admin}/fake/requests?provider=apns"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > end {
-            break v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let got = poll_nonempty(
+        &http,
+        &format!("{fake_admin}/fake/requests?provider=apns"),
+        20,
+    )
+    .await;
     assert_eq!(
         got[0]["status"],
         200,
@@ -219,20 +210,19 @@ async fn demo_flow_pushes_a_notification_to_the_fake_apns() {
     assert_eq!(got[0]["jwt"]["iss"], "DEMOTEAM12");
     // The middleware records the push when the fake's answer is back, which can be a moment
     // after the fake recorded the request: poll, bounded.
-    let end = Instant::now() + Duration::from_secs(10);
-    let pushes = loop {
-        let v: Value = http
-            .get(format!("{admin}/mock/pushes"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let pushes = poll_nonempty(&http, &format!("{admin}/mock/pushes"), 10).await;
+    assert_eq!(pushes[0]["outcome"], "delivered", "{pushes}");
+}
+
+/// GETs `url` until it answers a non-empty JSON array, for at most `secs`
+/// seconds; returns the last answer.
+async fn poll_nonempty(http: &reqwest::Client, url: &str, secs: u64) -> Value {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
         if v.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > end {
-            break v;
+            return v;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(pushes[0]["outcome"], "delivered", "{pushes}");
+    }
 }

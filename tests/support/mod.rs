@@ -289,6 +289,73 @@ impl Dovecot {
         }
         pred(&self.log())
     }
+    pub fn master_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join("run/master.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Pids of this instance's child processes named `name` (e.g. "lmtp").
+    pub fn children(&self, name: &str) -> Vec<i32> {
+        let Some(master) = self.master_pid() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = &stat[open + 1..close];
+            let ppid: i32 = stat[close + 2..]
+                .split(' ')
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            if ppid == master && comm == name {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// The notifications currently waiting in the spool (pending journal
+    /// records of all uid and endpoint directories).
+    pub fn spooled(&self) -> usize {
+        let mut n = 0;
+        for uid in std::fs::read_dir(&self.spool)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for ep in std::fs::read_dir(uid.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                n += ox_push::spool::pending_in_dir(&ep.path());
+            }
+        }
+        n
+    }
+
+    /// Delivers several messages over one LMTP connection (so one lmtp process
+    /// handles them all); returns the reply per message.
+    pub fn lmtp_session(&self, rcpt: &str, msgs: &[Vec<u8>]) -> Vec<String> {
+        let msgs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+        lmtp_transactions(self.lmtp_port, "sender@example.org", &[rcpt], &msgs)
+            .into_iter()
+            .map(|mut r| r.remove(0))
+            .collect()
+    }
 }
 
 impl Drop for Dovecot {
@@ -333,29 +400,37 @@ fn read_reply(r: &mut BufReader<TcpStream>) -> String {
     }
 }
 
-pub fn lmtp_deliver(port: u16, from: &str, rcpts: &[&str], msg: &[u8]) -> Vec<String> {
+fn lmtp_cmd(w: &mut TcpStream, r: &mut BufReader<TcpStream>, c: &str, expect: &str) {
+    w.write_all(c.as_bytes()).unwrap();
+    let rep = read_reply(r);
+    assert!(rep.starts_with(expect), "{c:?}: {rep}");
+}
+
+/// One LMTP connection, one transaction per message, all to `rcpts`;
+/// returns the per-recipient replies of each message.
+fn lmtp_transactions(port: u16, from: &str, rcpts: &[&str], msgs: &[&[u8]]) -> Vec<Vec<String>> {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     read_reply(&mut r);
-    let cmd = |w: &mut TcpStream, r: &mut BufReader<TcpStream>, c: &str| {
-        w.write_all(c.as_bytes()).unwrap();
-        read_reply(r)
-    };
-    cmd(&mut w, &mut r, "LHLO test\r\n");
-    let rep = cmd(&mut w, &mut r, &format!("MAIL FROM:<{from}>\r\n"));
-    assert!(rep.starts_with("250"), "{rep}");
-    for rc in rcpts {
-        let rep = cmd(&mut w, &mut r, &format!("RCPT TO:<{rc}>\r\n"));
-        assert!(rep.starts_with("250"), "{rep}");
+    lmtp_cmd(&mut w, &mut r, "LHLO test\r\n", "250");
+    let mut out = Vec::new();
+    for msg in msgs {
+        lmtp_cmd(&mut w, &mut r, &format!("MAIL FROM:<{from}>\r\n"), "250");
+        for rc in rcpts {
+            lmtp_cmd(&mut w, &mut r, &format!("RCPT TO:<{rc}>\r\n"), "250");
+        }
+        lmtp_cmd(&mut w, &mut r, "DATA\r\n", "354");
+        w.write_all(&dot_stuff(msg)).unwrap();
+        out.push(rcpts.iter().map(|_| read_reply(&mut r)).collect());
     }
-    let rep = cmd(&mut w, &mut r, "DATA\r\n");
-    assert!(rep.starts_with("354"), "{rep}");
-    w.write_all(&dot_stuff(msg)).unwrap();
-    let replies: Vec<String> = rcpts.iter().map(|_| read_reply(&mut r)).collect();
     let _ = w.write_all(b"QUIT\r\n");
-    replies
+    out
+}
+
+pub fn lmtp_deliver(port: u16, from: &str, rcpts: &[&str], msg: &[u8]) -> Vec<String> {
+    lmtp_transactions(port, from, rcpts, &[msg]).remove(0)
 }
 
 /// Dot-stuffs a message and appends the terminator (lines end in CRLF on the wire).
@@ -468,96 +543,6 @@ impl Imap {
                 }
             }
         }
-        out
-    }
-}
-
-impl Dovecot {
-    pub fn master_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.dir.path().join("run/master.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// Pids of this instance's child processes named `name` (e.g. "lmtp").
-    pub fn children(&self, name: &str) -> Vec<i32> {
-        let Some(master) = self.master_pid() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-                continue;
-            };
-            // pid (comm) state ppid ...
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                continue;
-            };
-            let comm = &stat[open + 1..close];
-            let ppid: i32 = stat[close + 2..]
-                .split(' ')
-                .nth(1)
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
-            if ppid == master && comm == name {
-                out.push(pid);
-            }
-        }
-        out
-    }
-
-    /// The notifications currently waiting in the spool (pending journal
-    /// records of all uid and endpoint directories).
-    pub fn spooled(&self) -> usize {
-        let mut n = 0;
-        for uid in std::fs::read_dir(&self.spool)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for ep in std::fs::read_dir(uid.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                n += ox_push::spool::pending_in_dir(&ep.path());
-            }
-        }
-        n
-    }
-}
-
-impl Dovecot {
-    /// Delivers several messages over one LMTP connection (so one lmtp process
-    /// handles them all); returns the reply per message.
-    pub fn lmtp_session(&self, rcpt: &str, msgs: &[Vec<u8>]) -> Vec<String> {
-        let s = TcpStream::connect(("127.0.0.1", self.lmtp_port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        read_reply(&mut r);
-        w.write_all(b"LHLO test\r\n").unwrap();
-        read_reply(&mut r);
-        let mut out = Vec::new();
-        for msg in msgs {
-            for c in [
-                "MAIL FROM:<sender@example.org>\r\n".to_string(),
-                format!("RCPT TO:<{rcpt}>\r\n"),
-                "DATA\r\n".into(),
-            ] {
-                w.write_all(c.as_bytes()).unwrap();
-                let rep = read_reply(&mut r);
-                assert!(rep.starts_with('2') || rep.starts_with('3'), "{rep}");
-            }
-            w.write_all(&dot_stuff(msg)).unwrap();
-            out.push(read_reply(&mut r));
-        }
-        let _ = w.write_all(b"QUIT\r\n");
         out
     }
 }
