@@ -61,6 +61,7 @@ DEFAULTS = {
     "TIMEOUT_MSECS": 2000,  # driver option timeout_msecs (both drivers)
     "SCENARIOS": "healthy,hang,outage",
     "PERF": 1,  # also measure with perf stat when available
+    "PERF_RECORD": 0,  # healthy runs: perf record -g the lmtp processes instead (OUT/perf-<run>.data)
     "MAIL_DEBUG": 0,
     "MAIL_LOCATION": "maildir:~/Maildir",  # e.g. sdbox:~/sdbox, mdbox:~/mdbox
     "OX_EXTRA": "",  # extra ox_push driver options for (c), e.g. "spool_fsync=yes"
@@ -701,9 +702,13 @@ class Bench:
             cpu0 = dc.cpu_ticks()
             perf = None
             if self.perf and cpu0:
-                perf = subprocess.Popen(
-                    ["perf", "stat", "-x,", "-e", "task-clock", "-p", ",".join(map(str, cpu0))],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                pids = ",".join(map(str, cpu0))
+                cmd = ["perf", "stat", "-x,", "-e", "task-clock", "-p", pids]
+                if cfg["PERF_RECORD"]:
+                    data = os.path.join(self.outdir, f"perf-{tag}.data")
+                    cmd = ["perf", "record", "-q", "-g", "-o", data, "-p", pids]
+                perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        text=True)
                 time.sleep(0.3)  # let perf attach
             subjects = [f"bench-{tag}-{i:05d}" for i in range(cfg["N"])]
             d, t0, t1 = deliver_many(sessions, self.users, subjects, deadline=time.monotonic() + 300)

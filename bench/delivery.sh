@@ -6,7 +6,7 @@
 # Usage (as root):  bench/delivery.sh [NAME=VALUE ...]      or      make bench
 # Env / arguments:  N=2000 CONNS=4 USERS=1 RUNS=3 WARMUP=40 HANG_N=40 HANG_RUNS=3 HANG_SECS=10 HANG_WAIT=30
 #                   OUTAGE_SECS=60 OUTAGE_N=400 OUTAGE_RUNS=1 OUTAGE_WAIT=60
-#                   SCENARIOS=healthy,hang,outage PERF=1 MAIL_DEBUG=0
+#                   SCENARIOS=healthy,hang,outage PERF=1 PERF_RECORD=0 MAIL_DEBUG=0
 #                   OUT=DIR (results.json + every Dovecot log; default a new /tmp dir)
 #                   PLUGIN_SO=path (skip the build)  BENCH_TIMEOUT=1200 (hard limit, seconds)
 # Only 127.0.0.1 is used. Every Dovecot and receiver it starts is stopped on exit.

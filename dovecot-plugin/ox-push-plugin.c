@@ -3,8 +3,9 @@
    This file is the only code that calls Dovecot. It reads what the Rust half
    (include/ox_push.h) needs -- user name, SSL client settings, the METADATA
    entry, mailbox status, event data -- and hands it over as plain bytes. It
-   writes Dovecot's log for Rust. Everything else (config, JSON, spool, HTTP,
-   retries) is Rust, off the ioloop thread where it touches the network. */
+   writes Dovecot's log for Rust, and it lends Rust's sender the ioloop: an io
+   on the sender's poll descriptor and one timeout. Everything else (config,
+   JSON, spool, non-blocking HTTP, retries) is Rust. */
 
 #include "lib.h"
 #include "array.h"
@@ -53,6 +54,11 @@ struct ox_push_txn {
 
 static struct event *ox_push_event;
 static struct io *ox_push_log_io;
+/* The sender: runs when its poll descriptor is readable or its timer fires,
+   always on the ioloop that was current when the plugin was loaded. */
+static struct ioloop *ox_push_ioloop;
+static struct io *ox_push_sender_io;
+static struct timeout *ox_push_sender_to;
 
 static OxPushBytes ox_push_bytes(const char *str)
 {
@@ -95,6 +101,26 @@ static void ox_push_log_io_ready(void *context ATTR_UNUSED)
 	ox_push_log_flush();
 }
 
+static void ox_push_sender_wakeup(void *context ATTR_UNUSED);
+
+/* (Re)arms the sender's timer: msecs from now, or none for -1. */
+static void ox_push_sender_schedule(int64_t msecs)
+{
+	timeout_remove(&ox_push_sender_to);
+	if (msecs < 0 || ox_push_ioloop == NULL)
+		return;
+	if (msecs > 24 * 3600 * 1000)
+		msecs = 24 * 3600 * 1000;
+	ox_push_sender_to = timeout_add_to(ox_push_ioloop, (unsigned int)msecs,
+					   ox_push_sender_wakeup, NULL);
+}
+
+static void ox_push_sender_wakeup(void *context ATTR_UNUSED)
+{
+	ox_push_sender_schedule(ox_push_sender_run());
+	ox_push_log_flush();
+}
+
 static int
 ox_push_driver_init(struct push_notification_driver_config *config,
 		    struct mail_user *user, pool_t pool, void **context,
@@ -118,7 +144,7 @@ ox_push_driver_init(struct push_notification_driver_config *config,
 	set.debug = user->mail_debug || event_want_debug(ouser->event);
 	set.quiet = user->autocreated;
 	if (set.debug) {
-		/* Sender threads' debug lines are written with the process-wide
+		/* The sender's debug lines are written with the process-wide
 		   event: let them through when any user asked for debug. */
 		event_set_forced_debug(ox_push_event, TRUE);
 	}
@@ -128,6 +154,8 @@ ox_push_driver_init(struct push_notification_driver_config *config,
 	ouser->inst = ox_push_instance_new(
 		config->raw_config == NULL ? "" : config->raw_config,
 		&set, ox_push_log_write, ouser->event);
+	/* A new endpoint may have adopted a dead process's notifications. */
+	ox_push_sender_schedule(ox_push_sender_next());
 	ox_push_log_flush();
 	*context = ouser;
 	return 0;
@@ -384,6 +412,9 @@ ox_push_driver_process_msg(struct push_notification_driver_txn *dtxn,
 			continue;
 		}
 		(void)ox_push_instance_submit(ouser->inst, &n);
+		/* The request is written already when the connection was free;
+		   the answer (or a retry) needs the timer. */
+		ox_push_sender_schedule(ox_push_sender_next());
 	}
 }
 
@@ -426,15 +457,29 @@ void ox_push_shim_init(void *module ATTR_UNUSED)
 	push_notification_driver_unregister(&push_notification_driver_ox);
 	push_notification_driver_register(&ox_push_driver);
 
-	/* Sender threads queue their log lines and poke this pipe; the lines
-	   are written here, on Dovecot's thread. */
+	if (current_ioloop == NULL)
+		return;
+	ox_push_ioloop = current_ioloop;
+	/* The sender queues its log lines and pokes this pipe; the lines are
+	   written here. */
 	fd = ox_push_log_fd();
-	if (fd >= 0 && current_ioloop != NULL)
-		ox_push_log_io = io_add(fd, IO_READ, ox_push_log_io_ready, NULL);
+	if (fd >= 0) {
+		ox_push_log_io = io_add_to(ox_push_ioloop, fd, IO_READ,
+					   ox_push_log_io_ready, NULL);
+	}
+	fd = ox_push_sender_fd();
+	if (fd >= 0) {
+		ox_push_sender_io = io_add_to(ox_push_ioloop, fd, IO_READ,
+					      ox_push_sender_wakeup, NULL);
+	}
+	ox_push_log_flush();
 }
 
 void ox_push_shim_deinit(void)
 {
+	/* The sender's poll is closed by the shutdown: remove the io first. */
+	timeout_remove(&ox_push_sender_to);
+	io_remove(&ox_push_sender_io);
 	/* Bounded by shutdown_timeout; what is left stays in the spool. */
 	ox_push_shutdown(ox_push_log_write, ox_push_event);
 	io_remove(&ox_push_log_io);

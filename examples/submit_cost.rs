@@ -1,7 +1,8 @@
-//! CPU per notification of the plugin's own code, outside Dovecot: the part that
-//! runs on Dovecot's thread inside the commit callback (JSON body, spool file,
-//! queue) and the part on the sender thread (HTTP/1.1 on a kept-alive loopback
-//! connection, spool file removal). Run by `bench/plugin-cpu.sh`.
+//! CPU per notification of the plugin's own code, outside Dovecot, on one thread
+//! as in a Dovecot process: the commit callback's part (spool record, queue,
+//! request written on the kept-alive loopback connection) and the ioloop
+//! callback's part (answer read, spool record acknowledged). A receiver thread
+//! answers 204; its CPU is measured apart. Run by `bench/plugin-cpu.sh`.
 //!
 //! Usage: submit_cost <spool dir> [count]
 
@@ -83,67 +84,87 @@ fn main() {
     ))
     .unwrap();
     let tls = TlsSettings::default();
-    let (ep, err) = ox_push::sender::endpoint_for(&cfg, &tls);
+    let (ep, err) = ox_push::sender::endpoint_for(&cfg, &tls).unwrap();
     assert!(err.is_none(), "{err:?}");
     let subject = b"Lunch at noon? =?UTF-8?Q?J=C3=B6rg?= says hi".to_vec();
     let snippet = "Shall we meet at the usual place? ".repeat(6).into_bytes();
-
-    // Warm up (connection, spool directory, allocator).
-    for _ in 0..200 {
+    let poll_fd = ox_push::sender::poll_fd();
+    let notification = |i: u64| {
         let n = Notification {
             user: b"3@1",
             folder: b"INBOX",
             uid_validity: 1795914095,
-            uid: 1,
-            from: Some(b"Alice Example <alice@example.org>"),
-            subject: Some(&subject),
-            snippet: Some(&snippet),
-            unseen: Some(1),
-            ..Default::default()
-        };
-        ep.submit(body(Event::MessageNew, &n), &tls).unwrap();
-    }
-    while received.load(Ordering::Relaxed) < 200 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-
-    let proc0 = process_cpu();
-    let recv0 = Duration::from_nanos(receiver_cpu.load(Ordering::Relaxed));
-    let wall0 = Instant::now();
-    let caller0 = thread_cpu();
-    for i in 0..count {
-        let n = Notification {
-            user: b"3@1",
-            folder: b"INBOX",
-            uid_validity: 1795914095,
-            uid: i as u32 + 2,
+            uid: i as u32 + 1,
             from: Some(b"Alice Example <alice@example.org>"),
             subject: Some(&subject),
             snippet: Some(&snippet),
             unseen: Some(i as u32),
             ..Default::default()
         };
-        ep.submit(body(Event::MessageNew, &n), &tls).unwrap();
+        body(Event::MessageNew, &n)
+    };
+    // What Dovecot's ioloop does between deliveries: wait for the sender's poll
+    // descriptor (or its timer), then let it run.
+    let ioloop_until = |want: u64, run_cpu: &mut Duration| {
+        while received.load(Ordering::Relaxed) < want {
+            let mut pfd = libc::pollfd {
+                fd: poll_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: pfd is one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 10) };
+            let t = thread_cpu();
+            ox_push::sender::run();
+            *run_cpu += thread_cpu() - t;
+        }
+    };
+
+    // Warm up (connection, spool directory, allocator).
+    let mut ignored = Duration::ZERO;
+    for i in 0..200 {
+        ox_push::sender::submit(ep, notification(i)).unwrap();
+        ioloop_until(i + 1, &mut ignored);
     }
-    let caller = thread_cpu() - caller0;
-    while received.load(Ordering::Relaxed) < 200 + count {
-        std::thread::sleep(Duration::from_millis(1));
+
+    let proc0 = process_cpu();
+    let recv0 = Duration::from_nanos(receiver_cpu.load(Ordering::Relaxed));
+    let wall0 = Instant::now();
+    let mut submit_cpu = Duration::ZERO;
+    let mut run_cpu = Duration::ZERO;
+    for i in 0..count {
+        // One delivery at a time, as one LMTP process does.
+        let t = thread_cpu();
+        ox_push::sender::submit(ep, notification(i + 200)).unwrap();
+        submit_cpu += thread_cpu() - t;
+        ioloop_until(200 + i + 1, &mut run_cpu);
     }
-    // Let the sender remove the last file.
-    std::thread::sleep(Duration::from_millis(50));
+    // The last acknowledgement (spool) happens in the next run.
+    let t = thread_cpu();
+    ox_push::sender::run();
+    run_cpu += thread_cpu() - t;
     let wall = wall0.elapsed();
     let recv = Duration::from_nanos(receiver_cpu.load(Ordering::Relaxed)) - recv0;
     let total = process_cpu() - proc0;
-    let sender = total.saturating_sub(caller).saturating_sub(recv);
     let per = |d: Duration| d.as_secs_f64() * 1e6 / count as f64;
     println!("spool\t{spool}");
     println!("notifications\t{count}");
     println!(
-        "commit path (Dovecot thread) µs/notification\t{:.1}",
-        per(caller)
+        "commit path (JSON body, spool record, request written) µs/notification\t{:.1}",
+        per(submit_cpu)
     );
-    println!("sender thread µs/notification\t{:.1}", per(sender));
-    println!("plugin total µs/notification\t{:.1}", per(caller + sender));
+    println!(
+        "ioloop callbacks (answer read, spool acknowledged) µs/notification\t{:.1}",
+        per(run_cpu)
+    );
+    println!(
+        "plugin total µs/notification\t{:.1}",
+        per(submit_cpu + run_cpu)
+    );
+    println!(
+        "process CPU minus receiver µs/notification\t{:.1}",
+        per(total.saturating_sub(recv))
+    );
     println!(
         "throughput notifications/s\t{:.0}",
         count as f64 / wall.as_secs_f64()

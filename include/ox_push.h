@@ -200,8 +200,19 @@ enum OxPushResult ox_push_instance_begin_txn(struct OxPushInstance *inst,
 enum OxPushResult ox_push_instance_submit(const struct OxPushInstance *inst,
                                           const struct OxPushNotification *n);
 
-// The read end of the pipe that signals queued log lines from sender threads
-// (watch it with `io_add`), or -1.
+// The sender's poll file descriptor: watch it with `io_add(IO_READ)` and call
+// [`ox_push_sender_run`] when it is readable. -1 if none could be created.
+int ox_push_sender_fd(void);
+
+// Does the sender's pending work without blocking (socket I/O, retries,
+// counters). Returns the milliseconds until it wants to run again, or -1.
+int64_t ox_push_sender_run(void);
+
+// The milliseconds until the sender wants to run again, or -1 (no work done).
+int64_t ox_push_sender_next(void);
+
+// The read end of the pipe that signals queued log lines (watch it with
+// `io_add`), or -1.
 int ox_push_log_fd(void);
 
 // Writes every queued sender-thread log line through `log(ctx, ...)`.

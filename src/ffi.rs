@@ -474,8 +474,41 @@ pub unsafe extern "C" fn ox_push_instance_submit(
     )
 }
 
-/// The read end of the pipe that signals queued log lines from sender threads
-/// (watch it with `io_add`), or -1.
+/// Milliseconds until `d` (rounded up, so that a timer does not fire early), or
+/// -1 for no deadline.
+fn timeout_ms(d: Option<Duration>) -> i64 {
+    d.map_or(-1, |d| {
+        i64::try_from(d.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
+    })
+}
+
+/// The sender's poll file descriptor: watch it with `io_add(IO_READ)` and call
+/// [`ox_push_sender_run`] when it is readable. -1 if none could be created.
+#[no_mangle]
+pub extern "C" fn ox_push_sender_fd() -> c_int {
+    install_panic_hook();
+    guard("ox_push_sender_fd", None, -1, crate::sender::poll_fd)
+}
+
+/// Does the sender's pending work without blocking (socket I/O, retries,
+/// counters). Returns the milliseconds until it wants to run again, or -1.
+#[no_mangle]
+pub extern "C" fn ox_push_sender_run() -> i64 {
+    guard("ox_push_sender_run", None, -1, || {
+        timeout_ms(crate::sender::run())
+    })
+}
+
+/// The milliseconds until the sender wants to run again, or -1 (no work done).
+#[no_mangle]
+pub extern "C" fn ox_push_sender_next() -> i64 {
+    guard("ox_push_sender_next", None, -1, || {
+        timeout_ms(crate::sender::next_timeout())
+    })
+}
+
+/// The read end of the pipe that signals queued log lines (watch it with
+/// `io_add`), or -1.
 #[no_mangle]
 pub extern "C" fn ox_push_log_fd() -> c_int {
     install_panic_hook();

@@ -1,18 +1,24 @@
-//! A minimal HTTP/1.1 client for one request shape: `PUT` with a JSON body over a
-//! kept-alive connection, plain or TLS (rustls).
+//! A minimal, non-blocking HTTP/1.1 client for one request shape: `PUT` with a
+//! JSON body over a kept-alive connection, plain or TLS (rustls).
 //!
 //! Why not ureq: the request must carry exactly the header set and order that
 //! Dovecot's lib-http writes (`Host`, `Date`, `Authorization`, `Content-Length`,
 //! `Connection: Keep-Alive`, `Content-Type`), with that capitalisation and nothing
 //! else. ureq 2 always adds `User-Agent` and `Accept`; ureq 3 lower-cases every
-//! header name. Responses are parsed by `httparse`.
+//! header name; and both block. Responses are parsed by `httparse`.
 //!
-//! Runs only on sender threads, never on Dovecot's ioloop thread.
+//! A [`Conn`] never blocks: it is registered with the sender's `mio` poll (whose
+//! file descriptor Dovecot's ioloop watches) and [`Conn::progress`] does whatever
+//! I/O the socket allows right now. [`Client`] drives one connection with a poll
+//! of its own until an answer or a timeout (tests and the micro-benchmark).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::endpoint::EndpointUrl;
 
@@ -55,295 +61,336 @@ pub struct TlsSettings {
     pub verify: bool,
 }
 
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Stream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
-/// A handle that can abort a blocked send from another thread (at shutdown).
-#[derive(Clone, Default)]
-pub struct Aborter(Arc<Mutex<Option<TcpStream>>>);
-
-impl Aborter {
-    pub fn abort(&self) {
-        if let Ok(guard) = self.0.lock() {
-            if let Some(s) = guard.as_ref() {
-                let _ = s.shutdown(Shutdown::Both);
-            }
-        }
-    }
-    fn set(&self, s: Option<TcpStream>) {
-        if let Ok(mut guard) = self.0.lock() {
-            *guard = s;
-        }
-    }
-}
-
-pub struct Client {
-    url: EndpointUrl,
-    timeout: Duration,
-    tls_settings: TlsSettings,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    conn: Option<Stream>,
-    pub aborter: Aborter,
-}
-
-impl Client {
-    pub fn new(url: EndpointUrl, timeout: Duration, tls_settings: TlsSettings) -> Client {
-        Client {
-            url,
-            timeout,
-            tls_settings,
-            tls: None,
-            conn: None,
-            aborter: Aborter::default(),
-        }
-    }
-
-    /// The exact request bytes (head and body).
-    pub fn request_bytes(&self, body: &[u8], extra: &[(&str, &str)], date: SystemTime) -> Vec<u8> {
-        let mut head = format!(
-            "PUT {} HTTP/1.1\r\nHost: {}\r\nDate: {}\r\n",
-            self.url.target,
-            self.url.authority,
-            httpdate::fmt_http_date(date)
-        );
-        if let Some(auth) = self.url.basic_auth() {
-            head.push_str("Authorization: ");
-            head.push_str(&auth);
-            head.push_str("\r\n");
-        }
-        head.push_str(&format!(
-            "Content-Length: {}\r\nConnection: Keep-Alive\r\nContent-Type: application/json; charset=utf-8\r\n",
-            body.len()
-        ));
-        for (name, value) in extra {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
+/// The exact request bytes (head and body), header set and order as lib-http.
+pub fn request_bytes(
+    url: &EndpointUrl,
+    body: &[u8],
+    extra: &[(&str, &str)],
+    date: SystemTime,
+) -> Vec<u8> {
+    let mut head = format!(
+        "PUT {} HTTP/1.1\r\nHost: {}\r\nDate: {}\r\n",
+        url.target,
+        url.authority,
+        httpdate::fmt_http_date(date)
+    );
+    if let Some(auth) = url.basic_auth() {
+        head.push_str("Authorization: ");
+        head.push_str(&auth);
         head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(body);
-        bytes
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: Keep-Alive\r\nContent-Type: application/json; charset=utf-8\r\n",
+        body.len()
+    ));
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// The addresses of the endpoint's host. Blocking (name service): the sender
+/// calls it only on a helper thread, or for IP literals via [`literal_addrs`].
+pub fn resolve(url: &EndpointUrl) -> Result<Vec<SocketAddr>, TransportError> {
+    let addrs: Vec<_> = (url.connect_host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| TransportError::Lookup(format!("{}: {e}", url.connect_host)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(TransportError::Lookup(format!(
+            "{}: no addresses",
+            url.connect_host
+        )));
+    }
+    Ok(addrs)
+}
+
+/// The address when the host is an IP literal (no lookup needed).
+pub fn literal_addrs(url: &EndpointUrl) -> Option<Vec<SocketAddr>> {
+    let ip: std::net::IpAddr = url.connect_host.parse().ok()?;
+    Some(vec![SocketAddr::new(ip, url.port)])
+}
+
+/// What a connection's exchange has come to.
+#[derive(Debug)]
+pub enum Progress {
+    /// Waiting for the socket.
+    Pending,
+    /// The answer; `keep` = the connection can carry the next request.
+    Done(Response, bool),
+    /// Failed before any byte of an answer arrived on a connection that had
+    /// already carried a request: safe to repeat at once on a fresh one.
+    NothingReceived(TransportError),
+    Failed(TransportError),
+}
+
+/// One TCP (and TLS) connection, non-blocking, registered under a token.
+pub struct Conn {
+    sock: TcpStream,
+    tls: Option<Box<rustls::ClientConnection>>,
+    connected: bool,
+    /// Plain connections: request bytes not written yet.
+    out: Vec<u8>,
+    out_pos: usize,
+    inbuf: Vec<u8>,
+    in_request: bool,
+    /// True once an exchange has completed on this connection.
+    pub reused: bool,
+}
+
+impl Conn {
+    /// Starts connecting to `addr` (returns at once). `tls`: the client config
+    /// and server name for https.
+    pub fn connect(
+        addr: SocketAddr,
+        registry: &Registry,
+        token: Token,
+        tls: Option<(
+            Arc<rustls::ClientConfig>,
+            rustls::pki_types::ServerName<'static>,
+        )>,
+    ) -> Result<Conn, TransportError> {
+        let mut sock = TcpStream::connect(addr)
+            .map_err(|e| TransportError::Connect(format!("connect({addr}) failed: {e}")))?;
+        registry
+            .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+            .map_err(|e| TransportError::Connect(format!("poll registration failed: {e}")))?;
+        let tls = match tls {
+            Some((config, name)) => Some(Box::new(
+                rustls::ClientConnection::new(config, name)
+                    .map_err(|e| TransportError::Tls(e.to_string()))?,
+            )),
+            None => None,
+        };
+        Ok(Conn {
+            sock,
+            tls,
+            connected: false,
+            out: Vec::new(),
+            out_pos: 0,
+            inbuf: Vec::new(),
+            in_request: false,
+            reused: false,
+        })
     }
 
-    /// One attempt: sends the request and reads the response within `timeout`.
-    /// A kept-alive connection that turns out to be closed is replaced once
-    /// without counting as an attempt.
-    pub fn send(
-        &mut self,
-        body: &[u8],
-        extra: &[(&str, &str)],
-    ) -> Result<Response, TransportError> {
-        let request = self.request_bytes(body, extra, SystemTime::now());
-        let deadline = Instant::now() + self.timeout;
-        let reused = self.conn.is_some();
-        match self.attempt(&request, deadline) {
-            Err(Attempt::NothingReceived(_)) if reused => {
-                self.close();
-                self.attempt(&request, deadline)
-                    .map_err(Attempt::into_error)
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.sock);
+    }
+
+    /// Queues a request; [`Conn::progress`] writes it.
+    pub fn start(&mut self, request: &[u8]) -> Result<(), TransportError> {
+        self.inbuf.clear();
+        self.in_request = true;
+        match &mut self.tls {
+            // rustls buffers the plaintext until the handshake is done.
+            Some(tls) => tls
+                .writer()
+                .write_all(request)
+                .map_err(|e| TransportError::Tls(e.to_string())),
+            None => {
+                self.out.clear();
+                self.out.extend_from_slice(request);
+                self.out_pos = 0;
+                Ok(())
             }
-            other => other.map_err(Attempt::into_error),
         }
     }
 
-    pub fn close(&mut self) {
-        self.conn = None;
-        self.aborter.set(None);
+    /// An idle kept-alive connection: false when the server closed it (or
+    /// sent something unasked), i.e. it must not be used again.
+    pub fn idle_ok(&mut self) -> bool {
+        if !self.connected {
+            return true;
+        }
+        let mut chunk = [0u8; 512];
+        matches!(self.read_some(&mut chunk), Ok(ReadState::WouldBlock))
     }
 
-    fn attempt(&mut self, request: &[u8], deadline: Instant) -> Result<Response, Attempt> {
-        if self.conn.is_none() {
-            let stream = self.connect(deadline).map_err(Attempt::Other)?;
-            self.aborter.set(stream.tcp().try_clone().ok());
-            self.conn = Some(stream);
-        }
-        let result = self.exchange(request, deadline);
-        match &result {
-            Ok((_, keep)) if *keep => {}
-            _ => self.close(),
-        }
-        result.map(|(r, _)| r)
-    }
-
-    fn connect(&mut self, deadline: Instant) -> Result<Stream, TransportError> {
-        let addrs: Vec<_> = (self.url.connect_host.as_str(), self.url.port)
-            .to_socket_addrs()
-            .map_err(|e| TransportError::Lookup(format!("{}: {e}", self.url.connect_host)))?
-            .collect();
-        let mut last = TransportError::Lookup(format!("{}: no addresses", self.url.connect_host));
-        for addr in addrs {
-            let left = remaining(deadline).ok_or(TransportError::Timeout)?;
-            match TcpStream::connect_timeout(&addr, left) {
-                Ok(tcp) => {
-                    let _ = tcp.set_nodelay(true);
-                    // Writes are small; one timeout per connection is enough.
-                    let _ = tcp.set_write_timeout(Some(self.timeout));
-                    if !self.url.https {
-                        return Ok(Stream::Plain(tcp));
-                    }
-                    let config = match &self.tls {
-                        Some(c) => c.clone(),
-                        None => {
-                            let c = crate::tls::client_config(&self.tls_settings)
-                                .map_err(TransportError::Tls)?;
-                            self.tls = Some(c.clone());
-                            c
-                        }
-                    };
-                    let name =
-                        rustls::pki_types::ServerName::try_from(self.url.connect_host.clone())
-                            .map_err(|e| TransportError::Tls(e.to_string()))?;
-                    let conn = rustls::ClientConnection::new(config, name)
-                        .map_err(|e| TransportError::Tls(e.to_string()))?;
-                    return Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))));
+    /// Does the I/O the socket allows now and says where the exchange stands.
+    pub fn progress(&mut self) -> Progress {
+        if !self.connected {
+            match self.sock.take_error() {
+                Ok(Some(e)) | Err(e) => {
+                    return Progress::Failed(TransportError::Connect(format!(
+                        "connect({}) failed: {e}",
+                        self.peer_name()
+                    )))
                 }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => last = TransportError::Timeout,
-                Err(e) => last = TransportError::Connect(format!("connect({addr}) failed: {e}")),
+                Ok(None) => {}
             }
+            match self.sock.peer_addr() {
+                Ok(_) => self.connected = true,
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotConnected
+                        || e.kind() == io::ErrorKind::WouldBlock =>
+                {
+                    return Progress::Pending
+                }
+                Err(e) => {
+                    return Progress::Failed(TransportError::Connect(format!(
+                        "connect({}) failed: {e}",
+                        self.peer_name()
+                    )))
+                }
+            }
+            let _ = self.sock.set_nodelay(true);
         }
-        Err(last)
-    }
-
-    fn exchange(&mut self, request: &[u8], deadline: Instant) -> Result<(Response, bool), Attempt> {
-        let conn = self.conn.as_mut().expect("connected");
-        if remaining(deadline).is_none() {
-            return Err(Attempt::Other(TransportError::Timeout));
+        if let Err(e) = self.flush() {
+            return self.lost(e);
         }
-        conn.write_all(request)
-            .and_then(|_| conn.flush())
-            .map_err(|e| Attempt::NothingReceived(io_error(e)))?;
-        let mut buf: Vec<u8> = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
         loop {
-            // Read until a complete head is there.
-            let (status, reason, retry_after, body_kind, close, head_len) = loop {
-                let mut headers = [httparse::EMPTY_HEADER; 64];
-                let mut resp = httparse::Response::new(&mut headers);
-                match resp.parse(&buf) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        let status = resp.code.unwrap_or(0);
-                        let reason = resp.reason.unwrap_or("").to_string();
-                        let mut retry_after = None;
-                        let mut length = None;
-                        let mut chunked = false;
-                        let mut close = resp.version == Some(0);
-                        for h in resp.headers.iter() {
-                            let v = String::from_utf8_lossy(h.value);
-                            if h.name.eq_ignore_ascii_case("content-length") {
-                                length = v.trim().parse::<usize>().ok();
-                            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                                chunked = v.to_ascii_lowercase().contains("chunked");
-                            } else if h.name.eq_ignore_ascii_case("connection") {
-                                let v = v.to_ascii_lowercase();
-                                close = v.contains("close");
-                            } else if h.name.eq_ignore_ascii_case("retry-after") {
-                                retry_after = parse_retry_after(v.trim());
-                            }
-                        }
-                        let kind = if (100..200).contains(&status) || status == 204 || status == 304
-                        {
-                            BodyKind::None
-                        } else if chunked {
-                            BodyKind::Chunked
-                        } else if let Some(l) = length {
-                            BodyKind::Length(l)
-                        } else {
-                            BodyKind::UntilClose
-                        };
-                        break (status, reason, retry_after, kind, close, n);
-                    }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(e) => {
-                        return Err(Attempt::Other(TransportError::Lost(format!(
-                            "invalid response: {e}"
-                        ))))
+            match self.read_some(&mut chunk) {
+                Ok(ReadState::WouldBlock) => break,
+                Ok(ReadState::Data) => {
+                    // The handshake may want to answer.
+                    if let Err(e) = self.flush() {
+                        return self.lost(e);
                     }
                 }
-                if read_more(conn, &mut buf, deadline)? == 0 {
-                    return Err(if buf.is_empty() {
-                        Attempt::NothingReceived(TransportError::Lost("EOF".to_string()))
-                    } else {
-                        Attempt::Other(TransportError::Lost("EOF in response head".to_string()))
-                    });
+                Ok(ReadState::Eof) => {
+                    return match parse_response(&self.inbuf, true) {
+                        Ok(Some((resp, _, _))) => self.finish(resp, false),
+                        Ok(None) => unreachable!("parse_response with eof decides"),
+                        Err(e) => self.lost(TransportError::Lost(e)),
+                    };
                 }
-            };
-            buf.drain(..head_len);
-            if (100..200).contains(&status) {
-                continue; // 100 Continue and friends: the real answer follows.
+                Err(e) => return self.lost(e),
             }
-            let keep = match body_kind {
-                BodyKind::None => !close,
-                BodyKind::Length(l) => {
-                    while buf.len() < l {
-                        if read_more(conn, &mut buf, deadline)? == 0 {
-                            return Err(Attempt::Other(TransportError::Lost(
-                                "EOF in response body".to_string(),
-                            )));
-                        }
-                    }
-                    !close && buf.len() == l
-                }
-                BodyKind::Chunked => {
-                    while !chunked_complete(&buf) {
-                        if read_more(conn, &mut buf, deadline)? == 0 {
-                            return Err(Attempt::Other(TransportError::Lost(
-                                "EOF in chunked body".to_string(),
-                            )));
-                        }
-                    }
-                    !close
-                }
-                BodyKind::UntilClose => {
-                    while read_more(conn, &mut buf, deadline)? > 0 {
-                        if buf.len() > 1 << 20 {
-                            break;
-                        }
-                    }
-                    false
-                }
-            };
-            return Ok((
-                Response {
-                    status,
-                    reason,
-                    retry_after,
-                },
-                keep,
-            ));
         }
+        match parse_response(&self.inbuf, false) {
+            Ok(Some((resp, keep, _))) => self.finish(resp, keep),
+            Ok(None) => Progress::Pending,
+            Err(e) => Progress::Failed(TransportError::Lost(e)),
+        }
+    }
+
+    fn finish(&mut self, resp: Response, keep: bool) -> Progress {
+        self.in_request = false;
+        self.reused = true;
+        Progress::Done(resp, keep)
+    }
+
+    fn lost(&self, e: TransportError) -> Progress {
+        if self.reused && self.inbuf.is_empty() {
+            Progress::NothingReceived(e)
+        } else {
+            Progress::Failed(e)
+        }
+    }
+
+    fn peer_name(&self) -> String {
+        self.sock
+            .peer_addr()
+            .map_or_else(|_| "server".to_string(), |a| a.to_string())
+    }
+
+    /// Writes what can be written now.
+    fn flush(&mut self) -> Result<(), TransportError> {
+        match &mut self.tls {
+            Some(tls) => {
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.sock) {
+                        Ok(_) => {}
+                        Err(e) if retryable(&e) => break,
+                        Err(e) => return Err(io_error(e)),
+                    }
+                }
+            }
+            None => {
+                while self.out_pos < self.out.len() {
+                    match self.sock.write(&self.out[self.out_pos..]) {
+                        Ok(0) => return Err(TransportError::Lost("write returned 0".into())),
+                        Ok(n) => self.out_pos += n,
+                        Err(e) if retryable(&e) => break,
+                        Err(e) => return Err(io_error(e)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what is there into `inbuf` (plaintext).
+    fn read_some(&mut self, chunk: &mut [u8]) -> Result<ReadState, TransportError> {
+        match &mut self.tls {
+            None => loop {
+                match self.sock.read(chunk) {
+                    Ok(0) => return Ok(ReadState::Eof),
+                    Ok(n) => {
+                        self.inbuf.extend_from_slice(&chunk[..n]);
+                        return Ok(ReadState::Data);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(ReadState::WouldBlock)
+                    }
+                    Err(e) => return Err(io_error(e)),
+                }
+            },
+            Some(tls) => {
+                let got_tls = loop {
+                    match tls.read_tls(&mut self.sock) {
+                        Ok(0) => break None,
+                        Ok(_) => break Some(true),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Some(false),
+                        Err(e) => return Err(io_error(e)),
+                    }
+                };
+                let state = tls
+                    .process_new_packets()
+                    .map_err(|e| TransportError::Tls(e.to_string()))?;
+                let mut data = false;
+                if state.plaintext_bytes_to_read() > 0 {
+                    loop {
+                        match tls.reader().read(chunk) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                self.inbuf.extend_from_slice(&chunk[..n]);
+                                data = true;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(io_error(e)),
+                        }
+                    }
+                }
+                match got_tls {
+                    None => Ok(ReadState::Eof),
+                    _ if state.peer_has_closed() => Ok(ReadState::Eof),
+                    Some(true) => Ok(ReadState::Data),
+                    Some(false) if data => Ok(ReadState::Data),
+                    Some(false) => Ok(ReadState::WouldBlock),
+                }
+            }
+        }
+    }
+}
+
+enum ReadState {
+    Data,
+    WouldBlock,
+    Eof,
+}
+
+fn retryable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+fn io_error(e: io::Error) -> TransportError {
+    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        return TransportError::Tls(e.to_string());
+    }
+    match e.kind() {
+        io::ErrorKind::TimedOut => TransportError::Timeout,
+        _ => TransportError::Lost(e.to_string()),
     }
 }
 
@@ -354,58 +401,75 @@ enum BodyKind {
     UntilClose,
 }
 
-enum Attempt {
-    /// The connection died before any response byte: safe to retry at once on
-    /// a fresh connection when it was a reused one.
-    NothingReceived(TransportError),
-    Other(TransportError),
-}
-
-impl Attempt {
-    fn into_error(self) -> TransportError {
-        match self {
-            Attempt::NothingReceived(e) | Attempt::Other(e) => e,
+/// Parses a response in `buf`. `Ok(None)`: more bytes are needed (only when
+/// `!eof`). `Ok(Some((response, keep_alive, consumed)))`. `Err`: invalid, or
+/// the connection ended inside the response.
+pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<(Response, bool, usize)>, String> {
+    let mut pos = 0;
+    loop {
+        let rest = &buf[pos..];
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        let head_len = match resp.parse(rest) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if !eof => return Ok(None),
+            Ok(httparse::Status::Partial) if buf.is_empty() => return Err("EOF".into()),
+            Ok(httparse::Status::Partial) => return Err("EOF in response head".into()),
+            Err(e) => return Err(format!("invalid response: {e}")),
+        };
+        let status = resp.code.unwrap_or(0);
+        if (100..200).contains(&status) {
+            pos += head_len; // 100 Continue and friends: the real answer follows.
+            continue;
         }
-    }
-}
-
-fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-}
-
-fn io_error(e: io::Error) -> TransportError {
-    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-        return TransportError::Tls(e.to_string());
-    }
-    match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportError::Timeout,
-        _ => TransportError::Lost(e.to_string()),
-    }
-}
-
-fn read_more(conn: &mut Stream, buf: &mut Vec<u8>, deadline: Instant) -> Result<usize, Attempt> {
-    let left = remaining(deadline).ok_or(Attempt::Other(TransportError::Timeout))?;
-    let _ = conn.tcp().set_read_timeout(Some(left));
-    let mut chunk = [0u8; 4096];
-    // EINTR is routine here: in LMTP, Dovecot changes the process's euid per
-    // recipient, and glibc signals every thread to follow.
-    let result = loop {
-        match conn.read(&mut chunk) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => break other,
+        let reason = resp.reason.unwrap_or("").to_string();
+        let mut retry_after = None;
+        let mut length = None;
+        let mut chunked = false;
+        let mut close = resp.version == Some(0);
+        for h in resp.headers.iter() {
+            let v = String::from_utf8_lossy(h.value);
+            if h.name.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse::<usize>().ok();
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = v.to_ascii_lowercase().contains("chunked");
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                close = v.to_ascii_lowercase().contains("close");
+            } else if h.name.eq_ignore_ascii_case("retry-after") {
+                retry_after = parse_retry_after(v.trim());
+            }
         }
-    };
-    match result {
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(n)
-        }
-        Err(e) if buf.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => {
-            Err(Attempt::NothingReceived(io_error(e)))
-        }
-        Err(e) => Err(Attempt::Other(io_error(e))),
+        let kind = if status == 204 || status == 304 {
+            BodyKind::None
+        } else if chunked {
+            BodyKind::Chunked
+        } else if let Some(l) = length {
+            BodyKind::Length(l)
+        } else {
+            BodyKind::UntilClose
+        };
+        let response = Response {
+            status,
+            reason,
+            retry_after,
+        };
+        let body = &rest[head_len..];
+        let end = pos + head_len;
+        return match kind {
+            BodyKind::None => Ok(Some((response, !close && body.is_empty(), end))),
+            BodyKind::Length(l) if body.len() >= l => {
+                Ok(Some((response, !close && body.len() == l, end + l)))
+            }
+            BodyKind::Length(_) if eof => Err("EOF in response body".into()),
+            BodyKind::Length(_) => Ok(None),
+            BodyKind::Chunked if chunked_complete(body) => Ok(Some((response, !close, buf.len()))),
+            BodyKind::Chunked if eof => Err("EOF in chunked body".into()),
+            BodyKind::Chunked => Ok(None),
+            BodyKind::UntilClose if eof || body.len() > 1 << 20 => {
+                Ok(Some((response, false, buf.len())))
+            }
+            BodyKind::UntilClose => Ok(None),
+        };
     }
 }
 
@@ -445,6 +509,107 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     }
     let when = httpdate::parse_http_date(v).ok()?;
     Some(when.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+/// One endpoint connection driven to completion with a poll of its own: one
+/// request at a time, blocking the caller up to `timeout` per request. For
+/// tests and the micro-benchmark; the plugin uses [`Conn`] through the sender.
+pub struct Client {
+    url: EndpointUrl,
+    timeout: Duration,
+    tls_settings: TlsSettings,
+    poll: Poll,
+    conn: Option<Conn>,
+}
+
+impl Client {
+    pub fn new(url: EndpointUrl, timeout: Duration, tls_settings: TlsSettings) -> Client {
+        Client {
+            url,
+            timeout,
+            tls_settings,
+            poll: Poll::new().expect("epoll"),
+            conn: None,
+        }
+    }
+
+    /// One request; a kept-alive connection found closed is replaced once.
+    pub fn send(
+        &mut self,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> Result<Response, TransportError> {
+        let request = request_bytes(&self.url, body, extra, SystemTime::now());
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if self.conn.is_none() {
+                let addr = resolve(&self.url)?[0];
+                let tls = tls_for(&self.url, &self.tls_settings, &mut None)?;
+                self.conn = Some(Conn::connect(addr, self.poll.registry(), Token(0), tls)?);
+            }
+            let conn = self.conn.as_mut().expect("connected");
+            conn.start(&request)?;
+            let mut events = Events::with_capacity(4);
+            let result = loop {
+                match conn.progress() {
+                    Progress::Pending => {}
+                    other => break other,
+                }
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                    break Progress::Failed(TransportError::Timeout);
+                };
+                let _ = self.poll.poll(&mut events, Some(left));
+            };
+            match result {
+                Progress::Done(r, keep) => {
+                    if !keep {
+                        self.close();
+                    }
+                    return Ok(r);
+                }
+                Progress::NothingReceived(_) => self.close(),
+                Progress::Failed(e) => {
+                    self.close();
+                    return Err(e);
+                }
+                Progress::Pending => unreachable!(),
+            }
+        }
+    }
+
+    pub fn close(&mut self) {
+        if let Some(mut c) = self.conn.take() {
+            c.deregister(self.poll.registry());
+        }
+    }
+}
+
+/// The TLS config (built once, into `cache`) and server name for https URLs.
+pub fn tls_for(
+    url: &EndpointUrl,
+    settings: &TlsSettings,
+    cache: &mut Option<Arc<rustls::ClientConfig>>,
+) -> Result<
+    Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    TransportError,
+> {
+    if !url.https {
+        return Ok(None);
+    }
+    let config = match cache {
+        Some(c) => c.clone(),
+        None => {
+            let c = crate::tls::client_config(settings).map_err(TransportError::Tls)?;
+            *cache = Some(c.clone());
+            c
+        }
+    };
+    let name = rustls::pki_types::ServerName::try_from(url.connect_host.clone())
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    Ok(Some((config, name)))
 }
 
 #[cfg(test)]

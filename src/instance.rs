@@ -1,13 +1,11 @@
 //! One driver instance for one mail user: its parsed config, its endpoint, and
 //! the METADATA activation cache, with the built-in driver's rules.
 
-use std::sync::Arc;
-
 use crate::config::{self, Complaint, Config};
 use crate::http::TlsSettings;
 use crate::json::{self, Event, Notification};
 use crate::log::{OxPushLogLevel, Sink};
-use crate::sender::{self, Endpoint};
+use crate::sender::{self, EndpointId};
 
 /// The server METADATA entry that switches push on for a user.
 pub const METADATA_KEY: &str = "/private/vendor/vendor.dovecot/http-notify";
@@ -32,7 +30,7 @@ pub enum Begin {
 
 pub struct Instance {
     pub config: Option<Config>,
-    endpoint: Option<Arc<Endpoint>>,
+    endpoint: Option<EndpointId>,
     tls: TlsSettings,
     username: Vec<u8>,
     /// (ioloop time in seconds, raw value) of the last successful lookup.
@@ -122,11 +120,15 @@ impl Instance {
                     );
                 }
                 if !quiet {
-                    let (ep, err) = sender::endpoint_for(&cfg, &inst.tls);
-                    if let Some(e) = err {
-                        log.log(OxPushLogLevel::Error, &e);
+                    match sender::endpoint_for(&cfg, &inst.tls) {
+                        Ok((ep, err)) => {
+                            if let Some(e) = err {
+                                log.log(OxPushLogLevel::Error, &e);
+                            }
+                            inst.endpoint = Some(ep);
+                        }
+                        Err(e) => log.log(OxPushLogLevel::Error, &e),
                     }
-                    inst.endpoint = Some(ep);
                 }
                 inst.config = Some(cfg);
             }
@@ -223,7 +225,7 @@ impl Instance {
                 &format!("Sending notification: {}", String::from_utf8_lossy(&body)),
             );
         }
-        if let Err(e) = ep.submit(body, &self.tls) {
+        if let Err(e) = sender::submit(*ep, body) {
             log.log(OxPushLogLevel::Error, &e);
         }
     }

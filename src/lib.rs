@@ -9,13 +9,15 @@
 //!   values;
 //! - this crate owns everything that can be tested without Dovecot: config
 //!   parsing ([`config`]), the URL ([`endpoint`]), the JSON body ([`json`]), the
-//!   durable spool ([`spool`]), HTTP ([`http`], [`tls`]) and the sender threads
-//!   ([`sender`]).
+//!   durable spool ([`spool`]), non-blocking HTTP ([`http`], [`tls`]) and the
+//!   sender ([`sender`]), which runs inside Dovecot's ioloop on non-blocking
+//!   sockets: the shim watches its poll descriptor and arms its timer.
 //!
 //! All `extern "C"` functions live in [`ffi`]; each runs under one panic guard.
-//! Only Dovecot's ioloop thread enters them. Sender threads never touch Dovecot
-//! data: their log lines travel through [`log`]'s queue and are written by the
-//! shim on Dovecot's thread. See `docs/ARCHITECTURE.md`.
+//! Only Dovecot's ioloop thread enters them. The one other thread, a short-lived
+//! host name lookup, touches nothing but its result slot. Log lines produced
+//! outside a shim call travel through [`log`]'s queue and are written by the
+//! shim. See `docs/ARCHITECTURE.md`.
 
 pub mod config;
 pub mod endpoint;
@@ -33,9 +35,9 @@ pub mod stats;
 mod sys;
 pub mod tls;
 
-/// Keeps this module mapped after Dovecot's `dlclose()`: a sender thread that
-/// could not be joined within `shutdown_timeout` must never run into unmapped
-/// code. Done once, when the first sender thread starts.
+/// Keeps this module mapped after Dovecot's `dlclose()`: a host name lookup
+/// thread still running at exit must never run into unmapped code. Done once,
+/// when the first such thread starts.
 pub(crate) fn keep_loaded() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

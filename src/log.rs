@@ -2,9 +2,10 @@
 //!
 //! Dovecot's logging is not thread-safe (it formats on the data stack), so only
 //! the ioloop thread may call it. Code running inside a shim call logs through a
-//! [`Sink`] that calls straight back into the shim. Sender threads push lines
-//! into a process-wide queue and write one byte to a pipe; the shim watches the
-//! pipe's read end with `io_add()` and drains the queue on Dovecot's thread.
+//! [`Sink`] that calls straight back into the shim. The sender, which works
+//! in the shim's io and timeout callbacks and in the shutdown, pushes its lines
+//! into a process-wide queue and writes one byte to a pipe; the shim watches the
+//! pipe's read end with `io_add()`, and drains the queue after each sender run.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -75,17 +76,17 @@ pub fn wake_fd() -> RawFd {
     q.pipe.map_or(-1, |(r, _)| r)
 }
 
-/// Whether sender threads' debug lines are wanted (any instance with debug on).
+/// Whether the sender's debug lines are wanted (any instance with debug on).
 static BACKGROUND_DEBUG: AtomicBool = AtomicBool::new(false);
 
-/// Turns debug lines from sender threads on (any instance with mail_debug).
+/// Turns the sender's debug lines on (any instance with mail_debug).
 pub fn set_background_debug(on: bool) {
     if on {
         BACKGROUND_DEBUG.store(true, Ordering::Relaxed);
     }
 }
 
-/// Checked before formatting a debug line on a sender thread.
+/// Checked before the sender formats a debug line.
 pub fn background_debug() -> bool {
     BACKGROUND_DEBUG.load(Ordering::Relaxed)
 }

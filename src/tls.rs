@@ -1,7 +1,7 @@
 //! TLS client configuration from Dovecot's `ssl_client_ca_file`,
 //! `ssl_client_ca_dir` and `ssl_client_require_valid_cert`, as the built-in
-//! driver's lib-http client uses them. Built lazily on a sender thread, at the
-//! first https connection of a process.
+//! driver's lib-http client uses them. Built lazily by the sender, at the first
+//! https connection of a process.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 use super::*;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::thread;
 
@@ -8,9 +9,8 @@ fn url(port: u16) -> EndpointUrl {
 
 #[test]
 fn request_has_builtin_header_set_and_order() {
-    let c = Client::new(url(1), Duration::from_secs(1), TlsSettings::default());
     let date = SystemTime::UNIX_EPOCH + Duration::from_secs(784111777);
-    let req = c.request_bytes(b"{}", &[], date);
+    let req = request_bytes(&url(1), b"{}", &[], date);
     assert_eq!(
         String::from_utf8(req).unwrap(),
         "PUT /notify?x=1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
@@ -85,6 +85,50 @@ fn timeout_and_refused() {
         c.send(b"{}", &[]),
         Err(TransportError::Connect(_))
     ));
+}
+
+#[test]
+fn server_closing_a_kept_alive_connection_is_not_an_attempt() {
+    // First request answered with keep-alive, then the server closes; the
+    // second request must go out on a fresh connection and succeed.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut s, _) = l.accept().unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(2).any(|w| w == b"{}") {
+                let n = s.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+        }
+    });
+    let mut c = Client::new(url(port), Duration::from_secs(5), TlsSettings::default());
+    assert_eq!(c.send(b"{}", &[]).unwrap().status, 204);
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(c.send(b"{}", &[]).unwrap().status, 204);
+    h.join().unwrap();
+}
+
+#[test]
+fn response_parsing() {
+    assert_eq!(parse_response(b"HTTP/1.1 204 No", false), Ok(None));
+    let (r, keep, n) = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.status, keep, n), (200, true, 40));
+    let (_, keep, _) = parse_response(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", true)
+        .unwrap()
+        .unwrap();
+    assert!(!keep);
+    assert_eq!(
+        parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok", true),
+        Err("EOF in response body".to_string())
+    );
+    assert_eq!(parse_response(b"", true), Err("EOF".to_string()));
+    assert!(parse_response(b"SMTP 250\r\n\r\n", false).is_err());
 }
 
 #[test]
