@@ -79,12 +79,10 @@ fn main() {
         });
     }
 
-    let (cfg, _) = ox_push::config::parse(&format!(
-        "url=http://u:p@127.0.0.1:{port}/notify spool_dir={spool}"
-    ))
-    .unwrap();
+    let raw = format!("url=http://u:p@127.0.0.1:{port}/notify spool_dir={spool}");
+    let (cfg, _) = ox_push::config::parse(&raw).unwrap();
     let tls = TlsSettings::default();
-    let (ep, err) = ox_push::sender::endpoint_for(&cfg, &tls).unwrap();
+    let (ep, err) = ox_push::sender::endpoint_for(&raw, &cfg, &tls).unwrap();
     assert!(err.is_none(), "{err:?}");
     let subject = b"Lunch at noon? =?UTF-8?Q?J=C3=B6rg?= says hi".to_vec();
     let snippet = "Shall we meet at the usual place? ".repeat(6).into_bytes();

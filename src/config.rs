@@ -10,7 +10,7 @@
 //! Every complaint names the key, the value and what is expected; none contains
 //! the URL's password.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -69,6 +69,25 @@ pub struct Config {
 pub enum Complaint {
     Error(String),
     Warning(String),
+}
+
+/// [`parse`], remembered per raw config for the life of the process: every
+/// mail user of a process normally has the same few driver lines, and a
+/// delivery should not parse them again.
+pub fn parse_cached(raw: &str) -> Result<(Config, Vec<Complaint>), String> {
+    type Parsed = Result<(Config, Vec<Complaint>), String>;
+    static CACHE: once_cell::sync::Lazy<std::sync::Mutex<HashMap<String, Parsed>>> =
+        once_cell::sync::Lazy::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = cache.get(raw) {
+        return p.clone();
+    }
+    let p = parse(raw);
+    // Bounded: a process with ever new driver lines just parses each time.
+    if cache.len() < 64 {
+        cache.insert(raw.to_string(), p.clone());
+    }
+    p
 }
 
 /// Splits the raw config the way the push_notification framework does.

@@ -93,7 +93,7 @@ impl Instance {
             username: username.to_vec(),
             cache: None,
         };
-        match config::parse(raw) {
+        match config::parse_cached(raw) {
             Err(e) => {
                 if !quiet {
                     log.log(OxPushLogLevel::Error, &e);
@@ -120,7 +120,7 @@ impl Instance {
                     );
                 }
                 if !quiet {
-                    match sender::endpoint_for(&cfg, &inst.tls) {
+                    match sender::endpoint_for(raw, &cfg, &inst.tls) {
                         Ok((ep, err)) => {
                             if let Some(e) = err {
                                 log.log(OxPushLogLevel::Error, &e);

@@ -88,6 +88,8 @@ struct Sender {
     events: Events,
     endpoints: Vec<Endpoint>,
     keys: HashMap<String, usize>,
+    /// Raw driver line → TLS settings → endpoint: the fast path at user init.
+    by_raw: HashMap<String, HashMap<TlsSettings, usize>>,
 }
 
 static SENDER: Lazy<Mutex<Option<Sender>>> = Lazy::new(|| Mutex::new(None));
@@ -104,6 +106,7 @@ fn with_sender<R>(f: impl FnOnce(&mut Sender) -> R) -> Result<R, String> {
             events: Events::with_capacity(64),
             endpoints: Vec::new(),
             keys: HashMap::new(),
+            by_raw: HashMap::new(),
         });
     }
     Ok(f(guard.as_mut().expect("just created")))
@@ -142,12 +145,18 @@ pub fn poll_fd() -> i32 {
     }
 }
 
-/// The endpoint for `config`, created (with its spool and leftovers) on first
-/// use. Errors about the spool are returned once, for the caller to log.
+/// The endpoint for `config` (parsed from the driver line `raw`), created (with
+/// its spool and leftovers) on first use. Errors about the spool are returned
+/// once, for the caller to log.
 pub fn endpoint_for(
+    raw: &str,
     config: &Config,
     tls: &TlsSettings,
 ) -> Result<(EndpointId, Option<String>), String> {
+    let known = with_sender(|s| s.by_raw.get(raw).and_then(|t| t.get(tls)).copied())?;
+    if let Some(i) = known {
+        return Ok((EndpointId(i), None));
+    }
     let key = format!(
         "{}|{:?}|{:?}|{}|{}|{}|{:?}|{}|{:?}",
         config.url.masked,
@@ -162,6 +171,10 @@ pub fn endpoint_for(
     );
     with_sender(|s| {
         if let Some(&i) = s.keys.get(&key) {
+            s.by_raw
+                .entry(raw.to_string())
+                .or_default()
+                .insert(tls.clone(), i);
             return (EndpointId(i), None);
         }
         let dir_key = format!("{:016x}", fnv1a(key.as_bytes()));
@@ -208,6 +221,10 @@ pub fn endpoint_for(
         ep.adopt_orphans(true);
         s.endpoints.push(ep);
         s.keys.insert(key, i);
+        s.by_raw
+            .entry(raw.to_string())
+            .or_default()
+            .insert(tls.clone(), i);
         (EndpointId(i), error)
     })
 }

@@ -337,3 +337,38 @@ fn debug_lines_follow_dovecot_log_debug_filters() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!dc2.log().contains("push-notification-ox"), "{}", dc2.log());
 }
+
+/// The sender lives in Dovecot's ioloop: an lmtp process has no thread of
+/// ours (every extra thread would be signalled at each of LMTP's euid
+/// switches). A host name is looked up on a short-lived helper thread, and
+/// when `localhost` gives ::1 first, the next address is tried.
+#[test]
+fn lmtp_process_runs_no_extra_thread_and_host_names_work() {
+    let cap = Capture::start();
+    let dc = ours(vec![format!(
+        "ox:url=http://localhost:{}/notify user_from_metadata",
+        cap.port
+    )]);
+    dc.set_metadata("alice", "user=3@1");
+    let msgs: Vec<Vec<u8>> = (0..3)
+        .map(|i| simple_message(&format!("thread-{i}")))
+        .collect();
+    let replies = dc.lmtp_session("alice", &msgs);
+    assert!(replies.iter().all(|r| r.starts_with("250")), "{replies:?}");
+    assert_eq!(cap.wait_for(3, WAIT).len(), 3, "{}", dc.log());
+    let lmtp = dc.children("lmtp");
+    assert!(!lmtp.is_empty());
+    let threads = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // The lookup thread ends right after its answer; allow it a moment.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while lmtp.iter().any(|&p| threads(p) > 1) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in lmtp {
+        assert_eq!(threads(pid), 1, "lmtp process {pid} has extra threads");
+    }
+}

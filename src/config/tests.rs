@@ -90,3 +90,16 @@ fn opt_in_options() {
     let (c, _) = parse("url=http://h/x folders=*").unwrap();
     assert!(c.folders.watches(b"Anything"));
 }
+
+#[test]
+fn cached_parse_gives_what_parse_gives() {
+    for raw in [
+        "url=http://u:p@127.0.0.1:1/n timeout_msecs=300 spool_max_size=1M",
+        "url=http://127.0.0.1:1/n timeout_msecs=soon",
+        "user_from_metadata",
+    ] {
+        let direct = format!("{:?}", parse(raw));
+        assert_eq!(format!("{:?}", parse_cached(raw)), direct, "{raw}");
+        assert_eq!(format!("{:?}", parse_cached(raw)), direct, "{raw} (cached)");
+    }
+}

@@ -31,13 +31,10 @@ fn two_submits_two_distinct_requests() {
         }
     });
     let dir = tempfile_dir("two-submits");
-    let (cfg, _) = crate::config::parse(&format!(
-        "url=http://127.0.0.1:{port}/n spool_dir={}",
-        dir.display()
-    ))
-    .unwrap();
+    let raw = format!("url=http://127.0.0.1:{port}/n spool_dir={}", dir.display());
+    let (cfg, _) = crate::config::parse(&raw).unwrap();
     let tls = TlsSettings::default();
-    let (ep, err) = endpoint_for(&cfg, &tls).unwrap();
+    let (ep, err) = endpoint_for(&raw, &cfg, &tls).unwrap();
     assert!(err.is_none(), "{err:?}");
     submit(ep, b"{\"a\":1}".to_vec()).unwrap();
     submit(ep, b"{\"b\":2}".to_vec()).unwrap();
