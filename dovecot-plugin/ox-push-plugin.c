@@ -312,7 +312,7 @@ static bool ox_push_maildir_lock(struct mailbox *box)
 			return FALSE;
 		}
 		i_sleep_usecs(sleep_usecs);
-		if (sleep_usecs < 1000)
+		if (sleep_usecs < 200)
 			sleep_usecs *= 2;
 	}
 }

@@ -254,6 +254,12 @@ pub fn run() -> Option<Duration> {
     with_sender(|s| s.run(Duration::ZERO)).ok().flatten()
 }
 
+/// Notifications queued in this process, all endpoints (the one being sent
+/// included).
+pub fn pending() -> usize {
+    with_sender(|s| s.endpoints.iter().map(|e| e.queue.len()).sum()).unwrap_or(0)
+}
+
 /// The time until the next deadline, without doing any work.
 pub fn next_timeout() -> Option<Duration> {
     with_sender(|s| s.next_timeout(Instant::now()))
