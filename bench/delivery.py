@@ -10,7 +10,7 @@ against a loopback HTTP/1.1 receiver (a separate Python process: threaded, keep-
 answers 204 at once, records time.monotonic() and the body of each request).
 
 Scenarios
-  healthy  N messages, (a) (b) (c), RUNS times (interleaved a,b,c per round):
+  healthy  N messages, (a) (b) (c), RUNS times (interleaved, the order rotated per round):
            msg/s, delivery latency (end of DATA -> 250 reply) p50/p99/max,
            arrival (250 reply -> request fully read by the receiver) p50/p99,
            CPU per message of all lmtp processes (/proc/<pid>/stat utime+stime;
@@ -466,7 +466,13 @@ protocol imap {{
         if self.keep_dir:
             shutil.copy(os.path.join(self.dir, "dovecot.log"),
                         os.path.join(self.keep_dir, f"{self.tag}.dovecot.log"))
-        shutil.rmtree(self.dir, ignore_errors=True)
+        # Removed at the very end: on ext4, thousands of freshly deleted inodes make
+        # the next run's file creations slower (the allocator skips recently deleted
+        # inodes), which would handicap whichever driver runs next.
+        REMOVE_AT_EXIT.append(self.dir)
+
+
+REMOVE_AT_EXIT = []
 
 
 def stop_all():
@@ -476,6 +482,8 @@ def stop_all():
             x.stop()
         except Exception as e:  # keep stopping the others
             log("stop failed:", e)
+    while REMOVE_AT_EXIT:
+        shutil.rmtree(REMOVE_AT_EXIT.pop(), ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -991,6 +999,13 @@ def targets(cfg, results):
     return "\n".join(out)
 
 
+def rotated(kinds, run):
+    """The drivers in another order each round (abc, bca, cab, ...): no driver always
+    runs first on a quiet machine or right after a particular other one."""
+    i = (run - 1) % len(kinds)
+    return kinds[i:] + kinds[:i]
+
+
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "--receiver":
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
@@ -1039,12 +1054,12 @@ def main():
         if "healthy" in scen:
             results["healthy"] = {k: [] for k in "abc"}
             for run in range(1, cfg["RUNS"] + 1):
-                for k in "abc":
+                for k in rotated("abc", run):
                     results["healthy"][k].append(bench.healthy(k, run))
         if "hang" in scen:
             results["hang"] = {k: [] for k in "abc"}
             for run in range(1, cfg["HANG_RUNS"] + 1):
-                for k in "abc":
+                for k in rotated("abc", run):
                     results["hang"][k].append(bench.hang(k, run))
         if "outage" in scen:
             results["outage"] = {k: [] for k in "bc"}
