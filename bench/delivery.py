@@ -247,9 +247,12 @@ class ReceiverProc:
 
     def __init__(self, port, mode):
         self.port = port
-        self.p = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--receiver", str(port), mode],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # bench/delivery.sh builds the Rust receiver (examples/bench_receiver.rs, same
+        # protocol, about a sixth of the CPU per request); this file's is the fallback.
+        rust = os.environ.get("RECEIVER_BIN")
+        cmd = ([rust, str(port), mode] if rust else
+               [sys.executable, os.path.abspath(__file__), "--receiver", str(port), mode])
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         STARTED.append(self)
         self._read(10)
 

@@ -9,6 +9,7 @@
 #                   SCENARIOS=healthy,hang,outage PERF=1 PERF_RECORD=0 MAIL_DEBUG=0
 #                   OUT=DIR (results.json + every Dovecot log; default a new /tmp dir)
 #                   PLUGIN_SO=path (skip the build)  BENCH_TIMEOUT=1200 (hard limit, seconds)
+#                   RECEIVER=rust|python (the loopback receiver; default rust)
 # Only 127.0.0.1 is used. Every Dovecot and receiver it starts is stopped on exit.
 set -euo pipefail
 
@@ -25,6 +26,13 @@ if [[ -z "${PLUGIN_SO:-}" ]]; then
 fi
 # A private copy: a concurrent rebuild must not change the plugin under a running benchmark.
 cp "$PLUGIN_SO" "$WORK/libox_push.so"
+# The loopback receiver, in Rust (it shares the CPUs with Dovecot); RECEIVER=python for the
+# Python one in delivery.py.
+if [[ "${RECEIVER:-rust}" == rust ]]; then
+  (cd "$ROOT" && cargo build --release -q --example bench_receiver)
+  cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_receiver" "$WORK/bench_receiver"
+  export RECEIVER_BIN="$WORK/bench_receiver"
+fi
 
 echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src dovecot-plugin 2>/dev/null || echo ' (+ uncommitted changes in src/ or dovecot-plugin/)')"
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
