@@ -53,8 +53,8 @@ struct Attempt {
 
 enum Phase {
     Idle,
-    /// A helper thread resolves the host name.
-    Resolving(Attempt, Lookup),
+    /// A helper thread resolves the host name (`Endpoint::lookup`).
+    Resolving(Attempt),
     /// Connecting to `addrs[next - 1]`, or exchanging on the connection.
     Active(Attempt, Vec<SocketAddr>, usize),
 }
@@ -70,6 +70,10 @@ pub struct Endpoint {
     queue: VecDeque<Item>,
     bytes: u64,
     conn: Option<Conn>,
+    /// The host name lookup in flight. It outlives an attempt that timed out
+    /// waiting for it, so that a hanging name service never gets a second
+    /// thread from this endpoint.
+    lookup: Option<Lookup>,
     phase: Phase,
     failures: u32,
     next_attempt: Instant,
@@ -210,6 +214,7 @@ pub fn endpoint_for(
             queue: VecDeque::new(),
             bytes: 0,
             conn: None,
+            lookup: None,
             phase: Phase::Idle,
             failures: 0,
             next_attempt: now,
@@ -383,7 +388,7 @@ impl Endpoint {
 
     fn next_deadline(&self) -> Option<Instant> {
         let work = match &self.phase {
-            Phase::Resolving(a, _) | Phase::Active(a, _, _) => Some(a.deadline),
+            Phase::Resolving(a) | Phase::Active(a, _, _) => Some(a.deadline),
             Phase::Idle if !self.queue.is_empty() => Some(self.next_attempt),
             Phase::Idle => None,
         };
@@ -459,19 +464,26 @@ impl Endpoint {
                     };
                     self.begin(attempt, registry, waker);
                 }
-                Phase::Resolving(attempt, lookup) => {
-                    if now >= attempt.deadline {
-                        self.complete(Err(TransportError::Timeout), now);
-                        continue;
-                    }
-                    let result = lookup.lock().map(|mut r| r.take()).unwrap_or(None);
+                Phase::Resolving(attempt) => {
+                    let result = self
+                        .lookup
+                        .as_ref()
+                        .and_then(|l| l.lock().map(|mut r| r.take()).unwrap_or(None));
                     match result {
+                        None if now >= attempt.deadline => {
+                            self.complete(Err(TransportError::Timeout), now)
+                        }
                         None => {
-                            self.phase = Phase::Resolving(attempt, lookup);
+                            self.phase = Phase::Resolving(attempt);
                             return;
                         }
-                        Some(Err(e)) => self.complete(Err(e), now),
-                        Some(Ok(addrs)) => self.connect(attempt, addrs, 0, registry, now),
+                        Some(r) => {
+                            self.lookup = None;
+                            match r {
+                                Err(e) => self.complete(Err(e), now),
+                                Ok(addrs) => self.connect(attempt, addrs, 0, registry, now),
+                            }
+                        }
                     }
                 }
                 Phase::Active(attempt, addrs, next) => {
@@ -529,6 +541,10 @@ impl Endpoint {
             self.phase = Phase::Active(attempt, addrs, 0);
             return;
         }
+        if self.lookup.is_some() {
+            self.phase = Phase::Resolving(attempt);
+            return;
+        }
         // Name service lookups block: on a short-lived helper thread.
         let lookup: Lookup = Arc::default();
         let (slot, waker, url) = (lookup.clone(), waker.clone(), self.config.url.clone());
@@ -549,7 +565,8 @@ impl Endpoint {
                 ))));
             }
         }
-        self.phase = Phase::Resolving(attempt, lookup);
+        self.lookup = Some(lookup);
+        self.phase = Phase::Resolving(attempt);
     }
 
     /// Opens a connection to `addrs[next]` and queues the request on it.

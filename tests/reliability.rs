@@ -253,6 +253,35 @@ fn dead_endpoint_does_not_delay_another() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
+/// A host name that does not resolve: the lookup runs beside Dovecot (never
+/// in a delivery), fails with one clear line, and is retried; another endpoint
+/// of the same process is not held up.
+#[test]
+fn unresolvable_host_is_logged_and_does_not_delay_delivery() {
+    let cap = Capture::start();
+    let dc = start(vec![
+        "ox:url=http://push.invalid/n user_from_metadata spool_dir=SPOOL timeout_msecs=500"
+            .to_string(),
+        line(&cap.url("", "/live"), "spool_dir=SPOOL"),
+    ]);
+    let t = Instant::now();
+    for s in ["u1", "u2"] {
+        let took = deliver_timed(&dc, "alice", s);
+        assert!(took < Duration::from_millis(250), "delivery took {took:?}");
+    }
+    assert_eq!(subjects(&cap.wait_for(2, WAIT)), ["u1", "u2"]);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // A name service that answers says so; one that hangs runs into the timeout.
+    assert!(
+        dc.wait_log(WAIT, |l| l.contains("Error when sending notification")
+            && l.contains("to http://push.invalid/n")
+            && (l.contains("Failed to lookup host: push.invalid")
+                || l.contains("Request timed out"))),
+        "{}",
+        dc.log()
+    );
+}
+
 #[test]
 fn lda_exits_within_shutdown_timeout_and_leaves_the_rest_in_the_spool() {
     let cap = Capture::start();
