@@ -136,7 +136,6 @@ pub struct Conn {
     out: Vec<u8>,
     out_pos: usize,
     inbuf: Vec<u8>,
-    in_request: bool,
     /// True once an exchange has completed on this connection.
     pub reused: bool,
 }
@@ -172,7 +171,6 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             inbuf: Vec::new(),
-            in_request: false,
             reused: false,
         })
     }
@@ -184,7 +182,6 @@ impl Conn {
     /// Queues a request; [`Conn::progress`] writes it.
     pub fn start(&mut self, request: &[u8]) -> Result<(), TransportError> {
         self.inbuf.clear();
-        self.in_request = true;
         match &mut self.tls {
             // rustls buffers the plaintext until the handshake is done.
             Some(tls) => tls
@@ -270,9 +267,14 @@ impl Conn {
     }
 
     fn finish(&mut self, resp: Response, keep: bool) -> Progress {
-        self.in_request = false;
         self.reused = true;
-        Progress::Done(resp, keep)
+        // An answer before the whole request was written (an early error):
+        // the connection is out of step and must not carry another request.
+        let written = match &self.tls {
+            Some(tls) => !tls.wants_write(),
+            None => self.out_pos >= self.out.len(),
+        };
+        Progress::Done(resp, keep && written)
     }
 
     fn lost(&self, e: TransportError) -> Progress {

@@ -137,3 +137,35 @@ fn chunked_detection() {
     assert!(!chunked_complete(b"3\r\nabc\r\n0\r\n"));
     assert!(!chunked_complete(b"5\r\nab"));
 }
+
+#[test]
+fn early_answer_before_the_request_is_written_closes_the_connection() {
+    // The server answers 413 after the head of a large request without
+    // reading the body: that connection must not carry the next request.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        let (mut s2, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        while !got.windows(2).any(|w| w == b"{}") {
+            let n = s2.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        s2.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+        drop(s);
+    });
+    let mut c = Client::new(url(port), Duration::from_secs(5), TlsSettings::default());
+    let big = vec![b'x'; 16 << 20];
+    assert_eq!(c.send(&big, &[]).unwrap().status, 413);
+    assert_eq!(c.send(b"{}", &[]).unwrap().status, 204);
+    h.join().unwrap();
+}
