@@ -19,11 +19,12 @@ plugin: deps
 	cp $(RELEASE_DIR)/libox_push.so $(RELEASE_DIR)/$(PLUGIN_SO)
 	@echo "built $(RELEASE_DIR)/$(PLUGIN_SO)"
 
+# DESTDIR= installs under a staging root (packaging; tests/install.sh).
 install: plugin
-	install -m 0644 $(RELEASE_DIR)/$(PLUGIN_SO) "$$(doveconf -h mail_plugin_dir)/$(PLUGIN_SO)"
-	install -d -m 1777 $(SPOOL_DIR)
+	install -D -m 0644 $(RELEASE_DIR)/$(PLUGIN_SO) "$(DESTDIR)$$(doveconf -h mail_plugin_dir)/$(PLUGIN_SO)"
+	install -d -m 1777 "$(DESTDIR)$(SPOOL_DIR)"
 	@echo
-	@echo "Installed $$(doveconf -h mail_plugin_dir)/$(PLUGIN_SO); spool $(SPOOL_DIR) (mode 1777)."
+	@echo "Installed $(DESTDIR)$$(doveconf -h mail_plugin_dir)/$(PLUGIN_SO); spool $(DESTDIR)$(SPOOL_DIR) (mode 1777)."
 	@echo "Add to your Dovecot configuration (see dovecot-plugin/95-ox-push.conf):"
 	@echo
 	@echo "  mail_plugins = \$$mail_plugins notify push_notification ox_push"
@@ -44,6 +45,7 @@ test: deps
 	python3 tests/corpus/generate.py --check
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace -- --test-threads=2
+	tests/install.sh
 
 demo: deps
 	@scripts/demo.sh
