@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::payload::{Kind, Message};
-use super::{retry_after, Attempt, BoxFuture, Outcome, Provider};
+use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider};
 
 /// Seconds after which a cached provider token is replaced.
 pub const JWT_REFRESH_S: u64 = 50 * 60;
@@ -147,31 +147,15 @@ impl Apns {
         }
         let request = json!({"headers": {"apns-topic": self.topic, "apns-push-type": push_type, "apns-priority": priority,
             "apns-expiration": expiration, "apns-collapse-id": collapse_id, "apns-id": apns_id}, "body": body});
-        match req.send().await {
-            Err(e) => Attempt {
-                outcome: Outcome::Retry(None),
-                status: None,
-                reason: format!("transport: {e}"),
-                url,
-                request,
-            },
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let after = retry_after(resp.headers());
-                let text = resp.text().await.unwrap_or_default();
-                let reason = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))
-                    .unwrap_or_default();
-                Attempt {
-                    outcome: classify(status, &reason, after),
-                    status: Some(status),
-                    reason,
-                    url,
-                    request,
-                }
-            }
-        }
+        json_attempt(req.send().await, url, request, |status, v, after| {
+            let reason = v
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            (classify(status, &reason, after), reason)
+        })
+        .await
     }
 }
 

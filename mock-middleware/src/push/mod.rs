@@ -76,16 +76,21 @@ pub struct Providers {
     pub gcm: Option<Arc<dyn Provider>>,
 }
 
-/// Parses `Retry-After` seconds (HTTP dates are not honoured; the backoff applies then).
+/// Parses `Retry-After`: delay-seconds, or an HTTP date (a date in the past is "now").
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
+    let v = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// Turns the answer to a JSON-bodied send into an [`Attempt`]: a transport error is retried,
@@ -340,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds_only() {
+    fn retry_after_seconds_and_dates() {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert("retry-after", "3".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
@@ -348,6 +353,18 @@ mod tests {
             "retry-after",
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(120);
+        h.insert(
+            "retry-after",
+            httpdate::fmt_http_date(soon).parse().unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
     }
 }
