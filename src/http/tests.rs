@@ -87,6 +87,17 @@ fn timeout_and_refused() {
     ));
 }
 
+/// Reads from `s` until `marker` has been seen.
+fn read_until(s: &mut std::net::TcpStream, marker: &[u8]) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(marker.len()).any(|w| w == marker) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "EOF before {marker:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 #[test]
 fn server_closing_a_kept_alive_connection_is_not_an_attempt() {
     // First request answered with keep-alive, then the server closes; the
@@ -96,12 +107,7 @@ fn server_closing_a_kept_alive_connection_is_not_an_attempt() {
     let h = thread::spawn(move || {
         for _ in 0..2 {
             let (mut s, _) = l.accept().unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !got.windows(2).any(|w| w == b"{}") {
-                let n = s.read(&mut buf).unwrap();
-                got.extend_from_slice(&buf[..n]);
-            }
+            read_until(&mut s, b"{}");
             s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
         }
     });
@@ -146,20 +152,11 @@ fn early_answer_before_the_request_is_written_closes_the_connection() {
     let port = l.local_addr().unwrap().port();
     let h = thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut buf).unwrap();
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_until(&mut s, b"\r\n\r\n");
         s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
             .unwrap();
         let (mut s2, _) = l.accept().unwrap();
-        let mut got = Vec::new();
-        while !got.windows(2).any(|w| w == b"{}") {
-            let n = s2.read(&mut buf).unwrap();
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_until(&mut s2, b"{}");
         s2.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
         drop(s);
     });
