@@ -73,24 +73,43 @@ async fn apns_jwt_push_arrives_with_ox_payload_headers_and_valid_jwt() {
     );
 }
 
+/// APNs on with extra properties, alice subscribed with `APNS_TOKEN` on `apn`.
+async fn apns_device_with(extra_props: &str) -> Harness {
+    let opts = Opts {
+        extra_props: extra_props.into(),
+        ..Default::default()
+    };
+    with_device(opts, APNS_TOKEN, "apn").await
+}
+
+/// One new-mail notification for alice (user 3@1); the pushes recorded for it.
+async fn notify_once(h: &Harness) -> Vec<Value> {
+    h.notify(&new_mail("3@1", 1)).await;
+    h.wait_pushes(1, WAIT).await
+}
+
+/// The provider answers the next push with `status` and `reason`: the push is recorded
+/// as `token_removed` with that reason, and the subscription is gone.
+async fn answer_removes_the_subscription(h: Harness, provider: &str, status: u16, reason: &str) {
+    h.script(json!({"provider": provider, "status": status, "reason": reason}))
+        .await;
+    let p = notify_once(&h).await;
+    assert_eq!(p[0]["outcome"], "token_removed");
+    assert_eq!(p[0]["reason"], reason);
+    assert!(h.subscriptions().await.is_empty());
+}
+
 #[tokio::test]
 async fn apns_410_unregistered_removes_the_subscription() {
     let h = with_device(Opts::default(), APNS_TOKEN, "apn").await;
-    h.script(json!({"provider": "apns", "status": 410, "reason": "Unregistered"}))
-        .await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
-    assert_eq!(p[0]["outcome"], "token_removed");
-    assert_eq!(p[0]["reason"], "Unregistered");
-    assert!(h.subscriptions().await.is_empty());
+    answer_removes_the_subscription(h, "apns", 410, "Unregistered").await;
 }
 
 #[tokio::test]
 async fn apns_bad_device_token_from_the_fake_removes_the_subscription() {
     // Not hex: the fake answers 400 BadDeviceToken like Apple.
     let h = with_device(Opts::default(), "not-a-hex-token", "apn").await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
+    let p = notify_once(&h).await;
     assert_eq!(
         (p[0]["status"].clone(), p[0]["reason"].clone()),
         (json!(400), json!("BadDeviceToken"))
@@ -105,8 +124,7 @@ async fn apns_429_is_retried_after_retry_after() {
         json!({"provider": "apns", "status": 429, "reason": "TooManyRequests", "retry_after": 1}),
     )
     .await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
+    let p = notify_once(&h).await;
     assert_eq!(p[0]["outcome"], "delivered", "{p:?}");
     assert_eq!(p[0]["attempts"], 2);
     let got = h.fake_requests("apns").await;
@@ -121,17 +139,12 @@ async fn apns_429_is_retried_after_retry_after() {
 
 #[tokio::test]
 async fn apns_5xx_retries_are_bounded_and_keep_the_token() {
-    let opts = Opts {
-        extra_props: "mock.push.retry.max_attempts=3\n".into(),
-        ..Default::default()
-    };
-    let h = with_device(opts, APNS_TOKEN, "apn").await;
+    let h = apns_device_with("mock.push.retry.max_attempts=3\n").await;
     h.script(
         json!({"provider": "apns", "status": 500, "reason": "InternalServerError", "count": 10}),
     )
     .await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
+    let p = notify_once(&h).await;
     assert_eq!(p[0]["outcome"], "retries_exhausted");
     assert_eq!(p[0]["attempts"], 3);
     assert_eq!(h.fake_requests("apns").await.len(), 3);
@@ -167,13 +180,8 @@ async fn apns_certificate_auth_uses_the_pkcs12_client_identity() {
 #[tokio::test]
 async fn apns_unknown_key_is_a_credential_error_that_keeps_the_token() {
     // The fake knows KEY_ID only; sign with another key id.
-    let opts = Opts {
-        extra_props: "com.openxchange.mobilepush.events.apn.ios.keyid=OTHERKEY12\n".into(),
-        ..Default::default()
-    };
-    let h = with_device(opts, APNS_TOKEN, "apn").await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
+    let h = apns_device_with("com.openxchange.mobilepush.events.apn.ios.keyid=OTHERKEY12\n").await;
+    let p = notify_once(&h).await;
     assert_eq!(p[0]["outcome"], "credential_error");
     assert_eq!(p[0]["reason"], "InvalidProviderToken");
     assert_eq!(h.subscriptions().await.len(), 1);
@@ -253,8 +261,7 @@ async fn fcm_dead_tokens_remove_and_quota_is_retried() {
         json!({"provider": "fcm", "status": 429, "reason": "QUOTA_EXCEEDED", "retry_after": 1}),
     )
     .await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
+    let p = notify_once(&h).await;
     assert_eq!(
         (p[0]["outcome"].clone(), p[0]["attempts"].clone()),
         (json!("delivered"), json!(2)),
@@ -269,14 +276,7 @@ async fn fcm_dead_tokens_remove_and_quota_is_retried() {
 
 #[tokio::test]
 async fn fcm_unregistered_removes_the_subscription() {
-    let h = with_fcm_device().await;
-    h.script(json!({"provider": "fcm", "status": 404, "reason": "UNREGISTERED"}))
-        .await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
-    assert_eq!(p[0]["outcome"], "token_removed");
-    assert_eq!(p[0]["reason"], "UNREGISTERED");
-    assert!(h.subscriptions().await.is_empty());
+    answer_removes_the_subscription(with_fcm_device().await, "fcm", 404, "UNREGISTERED").await;
 }
 
 #[tokio::test]
@@ -293,8 +293,7 @@ async fn legacy_gcm_canonical_id_replaces_and_not_registered_removes() {
     .await;
     h.script(json!({"provider": "gcm", "canonical": "new-token"}))
         .await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
+    let p = notify_once(&h).await;
     assert_eq!(p[0]["outcome"], "token_replaced", "{p:?}");
     let subs = h.subscriptions().await;
     assert_eq!(subs[0]["token"], "new-token");
@@ -315,24 +314,18 @@ async fn legacy_gcm_canonical_id_replaces_and_not_registered_removes() {
 #[tokio::test]
 async fn disabled_transport_is_recorded_not_sent() {
     let h = with_device(Opts::default(), "some-gcm-token", "gcm").await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
+    let p = notify_once(&h).await;
     assert_eq!(p[0]["outcome"], "transport_disabled");
     assert!(h.fake_requests("gcm").await.is_empty());
 }
 
 #[tokio::test]
 async fn apns_timeout_is_retried_on_a_fresh_attempt() {
-    let opts = Opts {
-        extra_props: "mock.push.timeout_ms=400\n".into(),
-        ..Default::default()
-    };
-    let h = with_device(opts, APNS_TOKEN, "apn").await;
+    let h = apns_device_with("mock.push.timeout_ms=400\n").await;
     // The first request stalls past the client timeout; the retry is answered at once.
     h.script(json!({"provider": "apns", "delay_ms": 1500}))
         .await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
+    let p = notify_once(&h).await;
     assert_eq!(p[0]["outcome"], "delivered", "{p:?}");
     assert_eq!(p[0]["attempts"], 2);
     let first = p[0]["history"][0]["reason"].as_str().unwrap();
@@ -345,8 +338,7 @@ async fn fcm_unavailable_is_retried_and_sender_id_mismatch_removes() {
     let h = with_fcm_device().await;
     h.script(json!({"provider": "fcm", "status": 503, "reason": "UNAVAILABLE"}))
         .await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
+    let p = notify_once(&h).await;
     assert_eq!(
         (p[0]["outcome"].clone(), p[0]["attempts"].clone()),
         (json!("delivered"), json!(2)),
@@ -365,8 +357,7 @@ async fn apns_expired_provider_token_is_refreshed_once_and_resent() {
     let h = with_device(Opts::default(), APNS_TOKEN, "apn").await;
     h.script(json!({"provider": "apns", "status": 403, "reason": "ExpiredProviderToken"}))
         .await;
-    h.notify(&new_mail("3@1", 1)).await;
-    let p = h.wait_pushes(1, WAIT).await;
+    let p = notify_once(&h).await;
     assert_eq!(p[0]["outcome"], "delivered", "{p:?}");
     let got = h.fake_requests("apns").await;
     assert_eq!(got.len(), 2, "{got:?}");
