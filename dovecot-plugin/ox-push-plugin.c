@@ -58,7 +58,6 @@ struct ox_push_txn {
 };
 
 static struct event *ox_push_event;
-static struct io *ox_push_log_io;
 /* The sender: runs when its poll descriptor is readable or its timer fires,
    always on the ioloop that was current when the plugin was loaded. */
 static struct ioloop *ox_push_ioloop;
@@ -99,11 +98,6 @@ ox_push_log_write(void *ctx, OxPushLogLevel level, const char *msg, uintptr_t le
 static void ox_push_log_flush(void)
 {
 	ox_push_log_drain(ox_push_log_write, ox_push_event);
-}
-
-static void ox_push_log_io_ready(void *context ATTR_UNUSED)
-{
-	ox_push_log_flush();
 }
 
 static void ox_push_sender_wakeup(void *context ATTR_UNUSED);
@@ -285,7 +279,9 @@ static bool ox_push_driver_begin_txn(struct push_notification_driver_txn *dtxn)
    inotify; under concurrent deliveries into one mailbox that serialises them
    with long gaps. Take the lock just before the commit instead, retrying a
    non-blocking attempt after short sleeps; the commit then finds it held.
-   Only for transactions that save mails and ask for UIDs (begin_txn). */
+   This serves every maildir transaction that saves mails and asks for UIDs:
+   our deliveries (begin_txn), and equally IMAP APPEND or mail_log's, which
+   wait for the same lock. */
 static MODULE_CONTEXT_DEFINE_INIT(ox_push_storage_module,
 				  &mail_storage_module_register);
 #define OX_PUSH_BOX_CONTEXT(obj) \
@@ -494,6 +490,7 @@ ox_push_driver_process_msg(struct push_notification_driver_txn *dtxn,
 		   the answer (or a retry) needs the timer. */
 		ox_push_sender_schedule(ox_push_sender_next());
 	}
+	ox_push_log_flush();
 }
 
 static void ox_push_driver_deinit(struct push_notification_driver_user *duser)
@@ -539,13 +536,6 @@ void ox_push_shim_init(void *module)
 	if (current_ioloop == NULL)
 		return;
 	ox_push_ioloop = current_ioloop;
-	/* The sender queues its log lines and pokes this pipe; the lines are
-	   written here. */
-	fd = ox_push_log_fd();
-	if (fd >= 0) {
-		ox_push_log_io = io_add_to(ox_push_ioloop, fd, IO_READ,
-					   ox_push_log_io_ready, NULL);
-	}
 	fd = ox_push_sender_fd();
 	if (fd >= 0) {
 		ox_push_sender_io = io_add_to(ox_push_ioloop, fd, IO_READ,
@@ -561,7 +551,6 @@ void ox_push_shim_deinit(void)
 	io_remove(&ox_push_sender_io);
 	/* Bounded by shutdown_timeout; what is left stays in the spool. */
 	ox_push_shutdown(ox_push_log_write, ox_push_event);
-	io_remove(&ox_push_log_io);
 	/* Put the built-in driver back, so that the core plugin's deinit finds
 	   both "dlog" and "ox" (removing only ours would crash it). */
 	push_notification_driver_unregister(&ox_push_driver);

@@ -191,8 +191,9 @@ enum OxPushResult ox_push_instance_begin_txn(struct OxPushInstance *inst,
                                              const uint8_t **user_r,
                                              uintptr_t *user_len_r);
 
-// Queues one notification: spool file written before this returns, sent by a
-// background thread. Never waits for the network.
+// Queues one notification: spool record written before this returns, request
+// written at once when the endpoint's connection is free (non-blocking), the
+// rest done by [`ox_push_sender_run`]. Never waits for the network.
 //
 // # Safety
 // `inst` must be NULL or a live instance; `n` and everything it points to
@@ -211,11 +212,7 @@ int64_t ox_push_sender_run(void);
 // The milliseconds until the sender wants to run again, or -1 (no work done).
 int64_t ox_push_sender_next(void);
 
-// The read end of the pipe that signals queued log lines (watch it with
-// `io_add`), or -1.
-int ox_push_log_fd(void);
-
-// Writes every queued sender-thread log line through `log(ctx, ...)`.
+// Writes every queued log line of the sender through `log(ctx, ...)`.
 //
 // # Safety
 // `log` must be a valid callback for the duration of the call.

@@ -414,8 +414,9 @@ pub unsafe extern "C" fn ox_push_instance_begin_txn(
     )
 }
 
-/// Queues one notification: spool file written before this returns, sent by a
-/// background thread. Never waits for the network.
+/// Queues one notification: spool record written before this returns, request
+/// written at once when the endpoint's connection is free (non-blocking), the
+/// rest done by [`ox_push_sender_run`]. Never waits for the network.
 ///
 /// # Safety
 /// `inst` must be NULL or a live instance; `n` and everything it points to
@@ -507,15 +508,7 @@ pub extern "C" fn ox_push_sender_next() -> i64 {
     })
 }
 
-/// The read end of the pipe that signals queued log lines (watch it with
-/// `io_add`), or -1.
-#[no_mangle]
-pub extern "C" fn ox_push_log_fd() -> c_int {
-    install_panic_hook();
-    guard("ox_push_log_fd", None, -1, crate::log::wake_fd)
-}
-
-/// Writes every queued sender-thread log line through `log(ctx, ...)`.
+/// Writes every queued log line of the sender through `log(ctx, ...)`.
 ///
 /// # Safety
 /// `log` must be a valid callback for the duration of the call.

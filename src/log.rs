@@ -2,13 +2,12 @@
 //!
 //! Dovecot's logging is not thread-safe (it formats on the data stack), so only
 //! the ioloop thread may call it. Code running inside a shim call logs through a
-//! [`Sink`] that calls straight back into the shim. The sender, which works
-//! in the shim's io and timeout callbacks and in the shutdown, pushes its lines
-//! into a process-wide queue and writes one byte to a pipe; the shim watches the
-//! pipe's read end with `io_add()`, and drains the queue after each sender run.
+//! [`Sink`] that calls straight back into the shim. The sender, which has no
+//! user at hand, pushes its lines into a process-wide queue; the sender only
+//! runs inside shim calls (submit, its io and timeout callbacks, the shutdown),
+//! and the shim drains the queue at the end of each of them.
 
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -50,31 +49,14 @@ const MAX_QUEUED: usize = 10_000;
 struct Queue {
     lines: VecDeque<(OxPushLogLevel, String)>,
     dropped: usize,
-    pipe: Option<(RawFd, RawFd)>,
 }
 
 static QUEUE: Lazy<Mutex<Queue>> = Lazy::new(|| {
     Mutex::new(Queue {
         lines: VecDeque::new(),
         dropped: 0,
-        pipe: None,
     })
 });
-
-/// The read end of the wake-up pipe, created on first use; -1 if no pipe could
-/// be made (lines are then drained at the next shim call).
-pub fn wake_fd() -> RawFd {
-    let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
-    if q.pipe.is_none() {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: fds is a valid array of two ints for pipe2 to fill.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-        if rc == 0 {
-            q.pipe = Some((fds[0], fds[1]));
-        }
-    }
-    q.pipe.map_or(-1, |(r, _)| r)
-}
 
 /// Whether the sender's debug lines are wanted (any instance with debug on).
 static BACKGROUND_DEBUG: AtomicBool = AtomicBool::new(false);
@@ -102,22 +84,11 @@ pub fn background(level: OxPushLogLevel, msg: String) {
         return;
     }
     q.lines.push_back((level, msg));
-    if let Some((_, w)) = q.pipe {
-        let byte = [1u8];
-        // SAFETY: w is our own non-blocking pipe fd; a full pipe (EAGAIN) is fine,
-        // the reader drains everything at once.
-        unsafe { libc::write(w, byte.as_ptr().cast(), 1) };
-    }
 }
 
-/// Takes every queued line (on Dovecot's thread) and empties the pipe.
+/// Takes every queued line (on Dovecot's thread).
 pub fn drain() -> Vec<(OxPushLogLevel, String)> {
     let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((r, _)) = q.pipe {
-        let mut buf = [0u8; 256];
-        // SAFETY: r is our own non-blocking pipe fd and buf is writable.
-        while unsafe { libc::read(r, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-    }
     let mut out: Vec<_> = q.lines.drain(..).collect();
     if q.dropped > 0 {
         out.push((

@@ -113,7 +113,7 @@ pub async fn run(a: DeviceArgs) -> anyhow::Result<()> {
         }
     };
     let api = discover(&c, &base).await?;
-    let r: Value = c
+    let login = c
         .post(format!("{api}/login?action=login"))
         .form(&[
             ("name", a.user.as_str()),
@@ -122,9 +122,16 @@ pub async fn run(a: DeviceArgs) -> anyhow::Result<()> {
         ])
         .send()
         .await
-        .map_err(|e| describe(&api, &e))?
-        .json()
-        .await?;
+        .map_err(|e| describe(&api, &e))?;
+    // The secret cookie name is only in Set-Cookie: read it before the body.
+    let cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let r: Value = login.json().await?;
     let Some(session) = r["session"].as_str() else {
         bail!(
             "login refused: {} {}",
@@ -136,28 +143,6 @@ pub async fn run(a: DeviceArgs) -> anyhow::Result<()> {
         "logged in as {} (user {} in context {}) via {api}",
         a.user, r["user_id"], r["context_id"]
     ));
-    // The secret cookie name is only in Set-Cookie; log in once more to read headers.
-    let login = c
-        .post(format!("{api}/login?action=login"))
-        .form(&[
-            ("name", a.user.as_str()),
-            ("password", &a.password),
-            ("client", "open-xchange-mailapp"),
-        ])
-        .send()
-        .await
-        .map_err(|e| describe(&api, &e))?;
-    let cookie = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let session = login.json::<Value>().await?["session"]
-        .as_str()
-        .unwrap_or(session)
-        .to_string();
     let body = json!({"token": a.token, "transport": a.transport, "topics": ["ox:mail:new"]});
     let v: Value = c
         .put(format!("{api}/pns?action=subscribe&session={session}"))
