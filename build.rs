@@ -4,7 +4,8 @@
 //!    flag bits), from `dovecot-plugin/wrapper.h`, into `$OUT_DIR/dovecot_sys.rs`.
 //! 2. cbindgen: the C view of `src/ffi.rs`. The committed `include/ox_push.h` must
 //!    equal the generated one; the build fails when it is stale (run `make header`).
-//! 3. cc: the C shim `dovecot-plugin/ox-push-plugin.c`, with Dovecot's own CFLAGS.
+//! 3. cc: the C shim (`dovecot-plugin/ox-push-plugin.c`, the driver, and
+//!    `ox-push-maildir-lock.c`), against Dovecot's headers.
 //!
 //! One environment variable says where Dovecot is: `DOVECOT_INCLUDE_DIR`
 //! (default `/usr/include/dovecot`, Debian's `dovecot-dev`).
@@ -26,6 +27,8 @@ fn main() {
     for input in [
         "dovecot-plugin/wrapper.h",
         "dovecot-plugin/ox-push-plugin.c",
+        "dovecot-plugin/ox-push-maildir-lock.c",
+        "dovecot-plugin/ox-push-maildir-lock.h",
         "cbindgen.toml",
         "src/ffi.rs",
         "src/module.rs",
@@ -93,6 +96,7 @@ fn main() {
     let mut build = cc::Build::new();
     build
         .file("dovecot-plugin/ox-push-plugin.c")
+        .file("dovecot-plugin/ox-push-maildir-lock.c")
         .include(&include_dir)
         .include(manifest_dir.join("include"))
         .define("HAVE_CONFIG_H", None)

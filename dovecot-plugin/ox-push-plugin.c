@@ -1,11 +1,12 @@
 /* ox_push: takes over Dovecot's push_notification "ox" driver.
 
-   This file is the only code that calls Dovecot. It reads what the Rust half
-   (include/ox_push.h) needs -- user name, SSL client settings, the METADATA
-   entry, mailbox status, event data -- and hands it over as plain bytes. It
-   writes Dovecot's log for Rust, and it lends Rust's sender the ioloop: an io
-   on the sender's poll descriptor and one timeout. Everything else (config,
-   JSON, spool, non-blocking HTTP, retries) is Rust. */
+   This file (with ox-push-maildir-lock.c) is the only code that calls
+   Dovecot. It reads what the Rust half (include/ox_push.h) needs -- user name,
+   base_dir, SSL client settings, the METADATA entry, mailbox status, event
+   data -- and hands it over as plain bytes. It writes Dovecot's log for Rust,
+   and it lends Rust's relay client the ioloop: an io on the client's epoll
+   descriptor and one timeout. Everything else (config, JSON, handing the
+   notification to the ox-push relay) is Rust. */
 
 #include "lib.h"
 #include "array.h"
@@ -16,11 +17,6 @@
 #include "mail-storage-private.h"
 #include "mailbox-attribute.h"
 #include "iostream-ssl.h"
-#include "sleep.h"
-#include "time-util.h"
-#include "mail-storage-hooks.h"
-#include "maildir-storage.h"
-#include "maildir-uidlist.h"
 
 #include "push-notification-plugin.h"
 #include "push-notification-drivers.h"
@@ -31,6 +27,7 @@
 #include "push-notification-txn-msg.h"
 
 #include "ox_push.h"
+#include "ox-push-maildir-lock.h"
 
 #define OX_PUSH_LOG_PREFIX "push-notification-ox: "
 #define OX_PUSH_METADATA_KEY \
@@ -58,11 +55,11 @@ struct ox_push_txn {
 };
 
 static struct event *ox_push_event;
-/* The sender: runs when its poll descriptor is readable or its timer fires,
-   always on the ioloop that was current when the plugin was loaded. */
+/* The relay client: runs when its epoll descriptor is readable or its timer
+   fires, always on the ioloop that was current when the plugin was loaded. */
 static struct ioloop *ox_push_ioloop;
-static struct io *ox_push_sender_io;
-static struct timeout *ox_push_sender_to;
+static struct io *ox_push_client_io;
+static struct timeout *ox_push_client_to;
 
 static OxPushBytes ox_push_bytes(const char *str)
 {
@@ -100,23 +97,24 @@ static void ox_push_log_flush(void)
 	ox_push_log_drain(ox_push_log_write, ox_push_event);
 }
 
-static void ox_push_sender_wakeup(void *context ATTR_UNUSED);
+static void ox_push_client_wakeup(void *context ATTR_UNUSED);
 
-/* (Re)arms the sender's timer: msecs from now, or none for -1. */
-static void ox_push_sender_schedule(int64_t msecs)
+/* (Re)arms the relay client's timer: msecs from now, or none for -1 (the
+   timer only runs while the client waits to reconnect). */
+static void ox_push_client_schedule(int64_t msecs)
 {
-	timeout_remove(&ox_push_sender_to);
+	timeout_remove(&ox_push_client_to);
 	if (msecs < 0 || ox_push_ioloop == NULL)
 		return;
 	if (msecs > 24 * 3600 * 1000)
 		msecs = 24 * 3600 * 1000;
-	ox_push_sender_to = timeout_add_to(ox_push_ioloop, (unsigned int)msecs,
-					   ox_push_sender_wakeup, NULL);
+	ox_push_client_to = timeout_add_to(ox_push_ioloop, (unsigned int)msecs,
+					   ox_push_client_wakeup, NULL);
 }
 
-static void ox_push_sender_wakeup(void *context ATTR_UNUSED)
+static void ox_push_client_wakeup(void *context ATTR_UNUSED)
 {
-	ox_push_sender_schedule(ox_push_sender_run());
+	ox_push_client_schedule(ox_push_client_run());
 	ox_push_log_flush();
 }
 
@@ -137,14 +135,16 @@ ox_push_driver_init(struct push_notification_driver_config *config,
 	mail_user_init_ssl_client_settings(user, &ssl_set);
 	i_zero(&set);
 	set.username = user->username;
+	set.base_dir = user->set->base_dir;
 	set.ca_file = ssl_set.ca_file;
 	set.ca_dir = ssl_set.ca_dir;
 	set.verify_cert = !ssl_set.allow_invalid_cert;
 	set.debug = user->mail_debug || event_want_debug(ouser->event);
 	set.quiet = user->autocreated;
 	if (set.debug) {
-		/* The sender's debug lines are written with the process-wide
-		   event: let them through when any user asked for debug. */
+		/* The relay client's debug lines are written with the
+		   process-wide event: let them through when any user asked for
+		   debug. */
 		event_set_forced_debug(ox_push_event, TRUE);
 	}
 
@@ -153,8 +153,6 @@ ox_push_driver_init(struct push_notification_driver_config *config,
 	ouser->inst = ox_push_instance_new(
 		config->raw_config == NULL ? "" : config->raw_config,
 		&set, ox_push_log_write, ouser->event);
-	/* A new endpoint may have adopted a dead process's notifications. */
-	ox_push_sender_schedule(ox_push_sender_next());
 	ox_push_log_flush();
 	*context = ouser;
 	return 0;
@@ -274,81 +272,6 @@ static bool ox_push_driver_begin_txn(struct push_notification_driver_txn *dtxn)
 	return TRUE;
 }
 
-/* maildir: a delivery that assigns UIDs must hold dovecot-uidlist's lock at
-   commit. Dovecot waits for that dotlock with 100-200 ms timeouts woken by
-   inotify; under concurrent deliveries into one mailbox that serialises them
-   with long gaps. Take the lock just before the commit instead, retrying a
-   non-blocking attempt after short sleeps; the commit then finds it held.
-   This serves every maildir transaction that saves mails and asks for UIDs:
-   our deliveries (begin_txn), and equally IMAP APPEND or mail_log's, which
-   wait for the same lock. */
-static MODULE_CONTEXT_DEFINE_INIT(ox_push_storage_module,
-				  &mail_storage_module_register);
-#define OX_PUSH_BOX_CONTEXT(obj) \
-	MODULE_CONTEXT_REQUIRE(obj, ox_push_storage_module)
-#define OX_PUSH_UIDLIST_WAIT_MAX_USECS (2*1000*1000)
-
-static bool ox_push_maildir_lock(struct mailbox *box)
-{
-	struct maildir_mailbox *mbox = MAILDIR_MAILBOX(box);
-	struct timeval start, now;
-	unsigned long long sleep_usecs = 50;
-	int ret;
-
-	if (mbox->uidlist == NULL)
-		return FALSE;
-	i_gettimeofday(&start);
-	for (;;) {
-		ret = maildir_uidlist_try_lock(mbox->uidlist);
-		if (ret != 0)
-			return ret > 0;
-		i_gettimeofday(&now);
-		if (timeval_diff_usecs(&now, &start) > OX_PUSH_UIDLIST_WAIT_MAX_USECS) {
-			/* Let the commit wait in Dovecot's own way. */
-			return FALSE;
-		}
-		i_sleep_usecs(sleep_usecs);
-		if (sleep_usecs < 200)
-			sleep_usecs *= 2;
-	}
-}
-
-static int
-ox_push_transaction_commit(struct mailbox_transaction_context *t,
-			   struct mail_transaction_commit_changes *changes_r)
-{
-	struct mailbox *box = t->box;
-	union mailbox_module_context *obox = OX_PUSH_BOX_CONTEXT(box);
-	bool locked = FALSE;
-	int ret;
-
-	if (t->save_count > 0 &&
-	    (t->flags & MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS) != 0)
-		locked = ox_push_maildir_lock(box);
-	ret = obox->super.transaction_commit(t, changes_r);
-	if (locked)
-		maildir_uidlist_unlock((MAILDIR_MAILBOX(box))->uidlist);
-	return ret;
-}
-
-static void ox_push_mailbox_allocated(struct mailbox *box)
-{
-	struct mailbox_vfuncs *v = box->vlast;
-	union mailbox_module_context *obox;
-
-	if (strcmp(box->storage->name, MAILDIR_STORAGE_NAME) != 0)
-		return;
-	obox = p_new(box->pool, union mailbox_module_context, 1);
-	obox->super = *v;
-	box->vlast = &obox->super;
-	v->transaction_commit = ox_push_transaction_commit;
-	MODULE_CONTEXT_SET_SELF(box, ox_push_storage_module, obox);
-}
-
-static struct mail_storage_hooks ox_push_storage_hooks = {
-	.mailbox_allocated = ox_push_mailbox_allocated,
-};
-
 /* UNSEEN after the commit, from a fresh view of the mailbox index. The
    transaction's own mailbox cannot be used (its view predates the commit).
    The built-in driver runs a full mailbox_sync() here, which on maildir
@@ -422,7 +345,8 @@ ox_push_driver_process_msg(struct push_notification_driver_txn *dtxn,
 	struct ox_push_user *ouser = dtxn->duser->context;
 	struct ox_push_txn *otxn = dtxn->context;
 	uint32_t events, unseen = 0;
-	bool have_unseen = FALSE, status_done = FALSE;
+	int64_t next_msecs = -1;
+	bool have_unseen = FALSE, status_done = FALSE, submitted = FALSE;
 	static const struct { uint32_t bit; const char *name; } kinds[] = {
 		{ OX_PUSH_EVENT_MESSAGE_NEW, "MessageNew" },
 		{ OX_PUSH_EVENT_MESSAGE_READ, "MessageRead" },
@@ -485,11 +409,14 @@ ox_push_driver_process_msg(struct push_notification_driver_txn *dtxn,
 			   change; an empty one says nothing. */
 			continue;
 		}
-		(void)ox_push_instance_submit(ouser->inst, &n);
-		/* The request is written already when the connection was free;
-		   the answer (or a retry) needs the timer. */
-		ox_push_sender_schedule(ox_push_sender_next());
+		/* Written to the relay socket already when it takes it; the
+		   acknowledgement arrives through the io, a reconnect needs
+		   the timer. */
+		(void)ox_push_instance_submit(ouser->inst, &n, &next_msecs);
+		submitted = TRUE;
 	}
+	if (submitted)
+		ox_push_client_schedule(next_msecs);
 	ox_push_log_flush();
 }
 
@@ -499,7 +426,8 @@ static void ox_push_driver_deinit(struct push_notification_driver_user *duser)
 
 	if (ouser == NULL)
 		return;
-	/* Never waits: what is not sent yet is in the sender's queue/spool. */
+	/* Never waits: what the relay has not taken yet stays in the
+	   process's queue. */
 	ox_push_instance_free(ouser->inst);
 	ouser->inst = NULL;
 	event_unref(&ouser->event);
@@ -531,30 +459,43 @@ void ox_push_shim_init(void *module)
 
 	push_notification_driver_unregister(&push_notification_driver_ox);
 	push_notification_driver_register(&ox_push_driver);
-	mail_storage_hooks_add(module, &ox_push_storage_hooks);
+	ox_push_maildir_lock_init(module);
 
 	if (current_ioloop == NULL)
 		return;
 	ox_push_ioloop = current_ioloop;
-	fd = ox_push_sender_fd();
+	fd = ox_push_client_fd();
 	if (fd >= 0) {
-		ox_push_sender_io = io_add_to(ox_push_ioloop, fd, IO_READ,
-					      ox_push_sender_wakeup, NULL);
+		ox_push_client_io = io_add_to(ox_push_ioloop, fd, IO_READ,
+					      ox_push_client_wakeup, NULL);
 	}
 	ox_push_log_flush();
 }
 
 void ox_push_shim_deinit(void)
 {
-	/* The sender's poll is closed by the shutdown: remove the io first. */
-	timeout_remove(&ox_push_sender_to);
-	io_remove(&ox_push_sender_io);
-	/* Bounded by shutdown_timeout; what is left stays in the spool. */
-	ox_push_shutdown(ox_push_log_write, ox_push_event);
+	struct event *event;
+	uint64_t dropped;
+
+	timeout_remove(&ox_push_client_to);
+	io_remove(&ox_push_client_io);
+	/* Bounded by shutdown_timeout. */
+	dropped = ox_push_shutdown(ox_push_log_write, ox_push_event);
+	if (dropped > 0) {
+		/* Counted as Dovecot events, e.g. with
+		   metric ox_push_dropped { filter = event=ox_push_notifications_dropped } */
+		event = event_create(ox_push_event);
+		event_set_name(event, "ox_push_notifications_dropped");
+		event_add_int(event, "dropped", dropped);
+		e_error(event, "Dropped %llu notification(s) at exit: not handed "
+			"to the ox-push relay within shutdown_timeout",
+			(unsigned long long)dropped);
+		event_unref(&event);
+	}
 	/* Put the built-in driver back, so that the core plugin's deinit finds
 	   both "dlog" and "ox" (removing only ours would crash it). */
 	push_notification_driver_unregister(&ox_push_driver);
 	push_notification_driver_register(&push_notification_driver_ox);
-	mail_storage_hooks_remove(&ox_push_storage_hooks);
+	ox_push_maildir_lock_deinit();
 	event_unref(&ox_push_event);
 }

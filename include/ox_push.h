@@ -23,6 +23,17 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+// The queue's bound per process, in bytes of frames (a notification is
+// typically under 1 KiB).
+#define MAX_HELD_BYTES ((16 * 1024) * 1024)
+
+// The queue's bound per process, in notifications.
+#define MAX_HELD 50000
+
+// `shutdown_timeout` is capped here: it is how long a mail process may wait
+// at exit for the relay, and `1000h` once kept an lmtp process from exiting.
+#define MAX_SHUTDOWN_TIMEOUT_MSECS 10000
+
 #define OX_PUSH_EVENT_MESSAGE_NEW (1 << 0)
 
 #define OX_PUSH_EVENT_MESSAGE_READ (1 << 1)
@@ -70,6 +81,8 @@ typedef struct OxPushInstance OxPushInstance;
 typedef struct OxPushUserSettings {
   // The mail user's name (NUL-terminated).
   const char *username;
+  // Dovecot's `base_dir`, where the relay socket is by default.
+  const char *base_dir;
   // `ssl_client_ca_file`, or NULL.
   const char *ca_file;
   // `ssl_client_ca_dir`, or NULL.
@@ -191,40 +204,43 @@ enum OxPushResult ox_push_instance_begin_txn(struct OxPushInstance *inst,
                                              const uint8_t **user_r,
                                              uintptr_t *user_len_r);
 
-// Queues one notification: spool record written before this returns, request
-// written at once when the endpoint's connection is free (non-blocking), the
-// rest done by [`ox_push_sender_run`]. Never waits for the network.
+// Hands one notification to the relay client: queued in memory and written
+// to the relay socket at once when the socket takes it (non-blocking). Never
+// waits. `*timeout_r` is set to what [`ox_push_client_next`] would return.
 //
 // # Safety
 // `inst` must be NULL or a live instance; `n` and everything it points to
-// valid for the call.
+// valid for the call; `timeout_r` NULL or writable.
 enum OxPushResult ox_push_instance_submit(const struct OxPushInstance *inst,
-                                          const struct OxPushNotification *n);
+                                          const struct OxPushNotification *n,
+                                          int64_t *timeout_r);
 
-// The sender's poll file descriptor: watch it with `io_add(IO_READ)` and call
-// [`ox_push_sender_run`] when it is readable. -1 if none could be created.
-int ox_push_sender_fd(void);
+// The relay client's descriptor: watch it with `io_add(IO_READ)` and call
+// [`ox_push_client_run`] when it is readable. The same for the whole process;
+// -1 if it could not be created (logged).
+int ox_push_client_fd(void);
 
-// Does the sender's pending work without blocking (socket I/O, retries,
-// counters). Returns the milliseconds until it wants to run again, or -1.
-int64_t ox_push_sender_run(void);
+// Does the relay socket's pending work without blocking (writes, answers,
+// reconnects). Returns the milliseconds until it wants to run again, or -1.
+int64_t ox_push_client_run(void);
 
-// The milliseconds until the sender wants to run again, or -1 (no work done).
-int64_t ox_push_sender_next(void);
+// The milliseconds until the relay client wants to run again, or -1.
+int64_t ox_push_client_next(void);
 
-// Writes every queued log line of the sender through `log(ctx, ...)`.
+// Writes every queued log line of the relay client through `log(ctx, ...)`.
 //
 // # Safety
 // `log` must be a valid callback for the duration of the call.
 void ox_push_log_drain(OxPushLogFn log, void *ctx);
 
-// At plugin deinit (process exit): lets the senders finish for at most the
-// largest configured `shutdown_timeout`, stops them, and logs (through `log`)
-// what was left in the spool.
+// At plugin deinit (process exit): waits at most the largest configured
+// `shutdown_timeout` for the relay to take what is queued, and logs (through
+// `log`) what it could not hand over. Returns how many notifications were
+// dropped.
 //
 // # Safety
 // `log` must be a valid callback for the duration of the call.
-void ox_push_shutdown(OxPushLogFn log, void *ctx);
+uint64_t ox_push_shutdown(OxPushLogFn log, void *ctx);
 
 extern void ox_push_shim_init(void *module);
 

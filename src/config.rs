@@ -8,24 +8,30 @@
 //! that later `push_notification_driverN` entries keep working. Where it silently
 //! falls back (`max_retries`, `timeout_msecs`) we fall back too, but say so.
 //! Every complaint names the key, the value and what is expected; none contains
-//! the URL's password.
+//! any part of the URL's userinfo.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
-use crate::endpoint::EndpointUrl;
+use ox_push_record::units::{parse_time_msecs, parse_time_secs, parse_uint};
+use ox_push_record::EndpointUrl;
+
 use crate::json::Event;
 
 pub const DEFAULT_CACHE_LIFETIME_SECS: u32 = 60;
 pub const DEFAULT_MAX_RETRIES: u32 = 1;
 pub const DEFAULT_TIMEOUT_MSECS: u32 = 2000;
-pub const DEFAULT_SPOOL_DIR: &str = "/var/spool/dovecot-ox-push";
-pub const DEFAULT_SPOOL_MAX_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_AGE_SECS: u32 = 600;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MSECS: u32 = 100;
-/// The header that carries the notification id when `notification_id` is on.
-pub const NOTIFICATION_ID_HEADER: &str = "X-Notification-Id";
+/// `shutdown_timeout` is capped here: it is how long a mail process may wait
+/// at exit for the relay, and `1000h` once kept an lmtp process from exiting.
+pub const MAX_SHUTDOWN_TIMEOUT_MSECS: u32 = 10_000;
+/// The relay socket's name in Dovecot's `base_dir` (the `unix_listener` of the
+/// `ox-push` service).
+pub const DEFAULT_RELAY_SOCKET_NAME: &str = "ox-push";
 
 /// Which mailboxes an instance watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,9 +59,8 @@ pub struct Config {
     pub cache_lifetime: Duration,
     pub max_retries: u32,
     pub timeout: Duration,
-    pub spool_dir: PathBuf,
-    pub spool_max_size: u64,
-    pub spool_fsync: bool,
+    /// `relay_socket=`; None: `<base_dir>/ox-push`.
+    pub relay_socket: Option<PathBuf>,
     pub max_age: Duration,
     pub shutdown_timeout: Duration,
     pub folders: Folders,
@@ -71,23 +76,28 @@ pub enum Complaint {
     Warning(String),
 }
 
+pub type Parsed = Result<(Config, Vec<Complaint>), String>;
+
 /// [`parse`], remembered per raw config for the life of the process: every
 /// mail user of a process normally has the same few driver lines, and a
-/// delivery should not parse them again.
-pub fn parse_cached(raw: &str) -> Result<(Config, Vec<Complaint>), String> {
-    type Parsed = Result<(Config, Vec<Complaint>), String>;
-    static CACHE: once_cell::sync::Lazy<std::sync::Mutex<HashMap<String, Parsed>>> =
-        once_cell::sync::Lazy::new(Default::default);
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = cache.get(raw) {
-        return p.clone();
+/// delivery should not parse them again. The flag is true the first time a
+/// line is seen, so that its complaints are logged once per process.
+pub fn parse_cached(raw: &str) -> (Rc<Parsed>, bool) {
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, Rc<Parsed>>> = RefCell::default();
     }
-    let p = parse(raw);
-    // Bounded: a process with ever new driver lines just parses each time.
-    if cache.len() < 64 {
-        cache.insert(raw.to_string(), p.clone());
-    }
-    p
+    CACHE.with_borrow_mut(|cache| {
+        if let Some(p) = cache.get(raw) {
+            return (p.clone(), false);
+        }
+        let p = Rc::new(parse(raw));
+        // Bounded: a process with ever new driver lines just parses each time
+        // (and then logs each time, which such a setup deserves).
+        if cache.len() < 64 {
+            cache.insert(raw.to_string(), p.clone());
+        }
+        (p, true)
+    })
 }
 
 /// Splits the raw config the way the push_notification framework does.
@@ -102,15 +112,20 @@ pub fn tokenize(raw: &str) -> BTreeMap<&str, &str> {
     map
 }
 
+/// Keys of the per-process spool that the relay took over, and where they went.
+const MOVED_KEYS: &[(&str, &str)] = &[
+    ("spool_dir", "ox-push-relay --spool DIR"),
+    ("spool_max_size", "ox-push-relay --spool-max-size SIZE"),
+    ("spool_fsync", "ox-push-relay --fsync"),
+];
+
 const KNOWN_KEYS: &[&str] = &[
     "url",
     "user_from_metadata",
     "cache_lifetime",
     "max_retries",
     "timeout_msecs",
-    "spool_dir",
-    "spool_max_size",
-    "spool_fsync",
+    "relay_socket",
     "max_age",
     "shutdown_timeout",
     "folders",
@@ -130,10 +145,16 @@ pub fn parse(raw: &str) -> Result<(Config, Vec<Complaint>), String> {
             .to_string()
     })?;
     let url = EndpointUrl::parse(url_raw).map_err(|e| {
+        // Only the scheme: the rest may hold a part of a password (one with a
+        // space in it is cut by the tokenizer, and its halves land anywhere).
+        let shown = match url_raw.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://..."),
+            None if url_raw.starts_with('/') => "(a path)".to_string(),
+            None => "(not a URL)".to_string(),
+        };
         format!(
-            "Failed to parse OX REST URL {}: {e} (expected an absolute http:// or https:// URL); \
-             this driver instance is disabled",
-            crate::endpoint::mask_url(url_raw)
+            "Failed to parse OX REST URL {shown}: {e} (expected an absolute http:// or https:// \
+             URL); this driver instance is disabled"
         )
     })?;
 
@@ -157,32 +178,30 @@ pub fn parse(raw: &str) -> Result<(Config, Vec<Complaint>), String> {
         u64::from(timeout_msecs)
     });
 
-    let spool_dir = match map.get("spool_dir") {
-        Some(v) if v.starts_with('/') => PathBuf::from(v),
+    let relay_socket = match map.get("relay_socket") {
+        None => None,
+        Some(v) if v.starts_with('/') => Some(PathBuf::from(v)),
         Some(v) => {
             warnings.push(Complaint::Warning(format!(
-                "Invalid spool_dir={v}: expected an absolute path; using {DEFAULT_SPOOL_DIR}"
+                "Invalid relay_socket={v}: expected an absolute path; using \
+                 <base_dir>/{DEFAULT_RELAY_SOCKET_NAME}"
             )));
-            PathBuf::from(DEFAULT_SPOOL_DIR)
+            None
         }
-        None => PathBuf::from(DEFAULT_SPOOL_DIR),
     };
-    let spool_max_size = match map.get("spool_max_size") {
-        None => DEFAULT_SPOOL_MAX_SIZE,
-        Some(v) => parse_size(v).unwrap_or_else(|e| {
-            warnings.push(Complaint::Warning(format!(
-                "Invalid spool_max_size={v}: {e} (expected a size such as 64M); using {}M",
-                DEFAULT_SPOOL_MAX_SIZE / 1024 / 1024
-            )));
-            DEFAULT_SPOOL_MAX_SIZE
-        }),
-    };
-    let spool_fsync = bool_or_default(&map, "spool_fsync", false, &mut warnings);
     let notification_id = bool_or_default(&map, "notification_id", false, &mut warnings);
     let max_age = time_or_default(&map, "max_age", DEFAULT_MAX_AGE_SECS, &mut warnings);
     let shutdown_timeout = match map.get("shutdown_timeout") {
         None => Duration::from_millis(DEFAULT_SHUTDOWN_TIMEOUT_MSECS.into()),
         Some(v) => match parse_time_msecs(v) {
+            Ok(ms) if ms > MAX_SHUTDOWN_TIMEOUT_MSECS => {
+                warnings.push(Complaint::Warning(format!(
+                    "shutdown_timeout={v} is above the maximum of {MAX_SHUTDOWN_TIMEOUT_MSECS}ms \
+                     (it is how long a mail process may wait for the relay at exit); using \
+                     {MAX_SHUTDOWN_TIMEOUT_MSECS}ms"
+                )));
+                Duration::from_millis(MAX_SHUTDOWN_TIMEOUT_MSECS.into())
+            }
             Ok(ms) => Duration::from_millis(ms.into()),
             Err(e) => {
                 warnings.push(Complaint::Warning(format!(
@@ -240,11 +259,30 @@ pub fn parse(raw: &str) -> Result<(Config, Vec<Complaint>), String> {
     };
 
     for key in map.keys() {
-        if !KNOWN_KEYS.contains(key) {
+        if KNOWN_KEYS.contains(key) {
+            continue;
+        }
+        if let Some(to) = MOVED_KEYS.iter().find(|(k, _)| k == key).map(|(_, to)| to) {
+            warnings.push(Complaint::Warning(format!(
+                "{key} is no longer a driver setting: the ox-push relay service owns the spool \
+                 now (set it there: {to}; see PLUGIN.md); ignored here"
+            )));
+        } else if key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             warnings.push(Complaint::Warning(format!(
                 "Unknown setting {key:?} ignored (known: {})",
                 KNOWN_KEYS.join(", ")
             )));
+        } else {
+            // Not a key name: most likely the second half of a value that had
+            // a space in it, e.g. a password. Never quote it.
+            warnings.push(Complaint::Warning(
+                "A word that is not a setting name was ignored: values cannot contain spaces \
+                 (a password with a space must be percent-encoded as %%20)"
+                    .to_string(),
+            ));
         }
     }
 
@@ -255,9 +293,7 @@ pub fn parse(raw: &str) -> Result<(Config, Vec<Complaint>), String> {
             cache_lifetime: Duration::from_secs(cache_lifetime.into()),
             max_retries,
             timeout,
-            spool_dir,
-            spool_max_size,
-            spool_fsync,
+            relay_socket,
             max_age: Duration::from_secs(max_age.into()),
             shutdown_timeout,
             folders,
@@ -322,123 +358,6 @@ fn bool_or_default(
             default
         }
     }
-}
-
-/// Dovecot's `str_to_uint`: decimal digits only, no sign, fits in 32 bits.
-pub fn parse_uint(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// Leading decimal digits and the rest, like `str_parse_uintmax`.
-fn split_number(s: &str) -> Option<(u64, &str)> {
-    let end = s
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(s.len());
-    if end == 0 {
-        return None;
-    }
-    Some((s[..end].parse().ok()?, s[end..].trim_start_matches(' ')))
-}
-
-fn unit_is(unit: &str, full: &str) -> bool {
-    unit.len() <= full.len() && full[..unit.len()].eq_ignore_ascii_case(unit)
-}
-
-/// Dovecot's `settings_get_time` (seconds; a unit is required unless the value is 0).
-pub fn parse_time_secs(s: &str) -> Result<u32, String> {
-    parse_time(s, false)
-}
-
-/// Dovecot's `settings_get_time_msecs` (milliseconds).
-pub fn parse_time_msecs(s: &str) -> Result<u32, String> {
-    parse_time(s, true)
-}
-
-fn parse_time(s: &str, millis: bool) -> Result<u32, String> {
-    let (mut num, unit) = split_number(s).ok_or_else(|| format!("Invalid time interval: {s}"))?;
-    if unit.is_empty() && num != 0 {
-        return Err(format!(
-            "Time interval '{s}' is missing units (add e.g. 's' for seconds)"
-        ));
-    }
-    let base: u64 = if millis { 1000 } else { 1 };
-    let mut multiply = base;
-    let mut rest = unit;
-    match unit.bytes().next().map(|b| b.to_ascii_uppercase()) {
-        Some(b'S') if unit_is(unit, "secs") || unit_is(unit, "seconds") => rest = "",
-        Some(b'M') => {
-            multiply = base * 60;
-            if unit_is(unit, "mins") || unit_is(unit, "minutes") {
-                rest = "";
-            } else if ["msecs", "mseconds", "millisecs", "milliseconds"]
-                .iter()
-                .any(|f| unit_is(unit, f))
-            {
-                if !millis && num % 1000 != 0 {
-                    return Err(format!("Milliseconds not supported for this setting: {s}"));
-                }
-                if !millis {
-                    num /= 1000;
-                }
-                multiply = 1;
-                rest = "";
-            }
-        }
-        Some(b'H') => {
-            multiply = base * 3600;
-            if unit_is(unit, "hours") {
-                rest = "";
-            }
-        }
-        Some(b'D') => {
-            multiply = base * 86400;
-            if unit_is(unit, "days") {
-                rest = "";
-            }
-        }
-        Some(b'W') => {
-            multiply = base * 7 * 86400;
-            if unit_is(unit, "weeks") {
-                rest = "";
-            }
-        }
-        _ => {}
-    }
-    if !rest.is_empty() {
-        return Err(format!("Invalid time interval: {s}"));
-    }
-    num.checked_mul(multiply)
-        .and_then(|v| u32::try_from(v).ok())
-        .ok_or_else(|| format!("Time interval is too large: {s}"))
-}
-
-/// Dovecot's `settings_get_size`: a number with an optional B/K/M/G/T unit.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let (num, unit) = split_number(s).ok_or_else(|| format!("Invalid size: {s}"))?;
-    let mut chars = unit.chars();
-    let multiply: u64 = match chars.next().map(|c| c.to_ascii_uppercase()) {
-        None => 1,
-        Some('B') => 1,
-        Some('K') => 1 << 10,
-        Some('M') => 1 << 20,
-        Some('G') => 1 << 30,
-        Some('T') => 1 << 40,
-        Some(_) => return Err(format!("Invalid size: {s}")),
-    };
-    let mut rest: &str = chars.as_str();
-    if multiply > 1 {
-        rest = rest.strip_prefix(['i', 'I']).unwrap_or(rest);
-        rest = rest.strip_prefix(['b', 'B']).unwrap_or(rest);
-    }
-    if !rest.is_empty() {
-        return Err(format!("Invalid size: {s}"));
-    }
-    num.checked_mul(multiply)
-        .ok_or_else(|| format!("Size is too large: {s}"))
 }
 
 #[cfg(test)]

@@ -6,14 +6,15 @@
 //!
 //! Ownership: `OxPushInstance` is created by `ox_push_instance_new` and released
 //! by `ox_push_instance_free`. Every pointer passed in is borrowed for the call
-//! only and copied if kept. Callers: Dovecot's ioloop thread only.
+//! only and copied if kept. Callers: Dovecot's ioloop thread only (checked in
+//! debug builds).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::time::Duration;
 
-use crate::http::TlsSettings;
-use crate::instance::{Begin, Instance, Lookup};
+use crate::instance::{Begin, Instance, Lookup, TlsSettings};
 use crate::json::{Event, Notification};
 pub use crate::log::OxPushLogLevel;
 use crate::log::Sink;
@@ -72,6 +73,8 @@ impl OxPushBytes {
 pub struct OxPushUserSettings {
     /// The mail user's name (NUL-terminated).
     pub username: *const c_char,
+    /// Dovecot's `base_dir`, where the relay socket is by default.
+    pub base_dir: *const c_char,
     /// `ssl_client_ca_file`, or NULL.
     pub ca_file: *const c_char,
     /// `ssl_client_ca_dir`, or NULL.
@@ -155,6 +158,7 @@ pub(crate) fn guard<T>(
     fallback: T,
     f: impl FnOnce() -> T,
 ) -> T {
+    debug_assert!(on_dovecot_thread(), "{name} called from a second thread");
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(payload) => {
@@ -172,6 +176,13 @@ pub(crate) fn guard<T>(
             fallback
         }
     }
+}
+
+/// The process's state is thread-local: every call must come from the thread
+/// that made the first one (Dovecot's ioloop thread).
+fn on_dovecot_thread() -> bool {
+    static FIRST: std::sync::OnceLock<std::thread::ThreadId> = std::sync::OnceLock::new();
+    *FIRST.get_or_init(|| std::thread::current().id()) == std::thread::current().id() || cfg!(test)
 }
 
 thread_local! {
@@ -247,7 +258,15 @@ pub unsafe extern "C" fn ox_push_instance_new(
                 ca_dir: opt(set.ca_dir),
                 verify: set.verify_cert,
             };
-            let inner = Instance::new(&raw.to_string_lossy(), username, tls, set.quiet, &sink);
+            let base_dir = opt(set.base_dir).unwrap_or_else(|| "/run/dovecot".to_string());
+            let inner = Instance::new(
+                &raw.to_string_lossy(),
+                username,
+                Path::new(&base_dir),
+                tls,
+                set.quiet,
+                &sink,
+            );
             Box::into_raw(Box::new(OxPushInstance {
                 inner,
                 log: sink,
@@ -414,23 +433,24 @@ pub unsafe extern "C" fn ox_push_instance_begin_txn(
     )
 }
 
-/// Queues one notification: spool record written before this returns, request
-/// written at once when the endpoint's connection is free (non-blocking), the
-/// rest done by [`ox_push_sender_run`]. Never waits for the network.
+/// Hands one notification to the relay client: queued in memory and written
+/// to the relay socket at once when the socket takes it (non-blocking). Never
+/// waits. `*timeout_r` is set to what [`ox_push_client_next`] would return.
 ///
 /// # Safety
 /// `inst` must be NULL or a live instance; `n` and everything it points to
-/// valid for the call.
+/// valid for the call; `timeout_r` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn ox_push_instance_submit(
     inst: *const OxPushInstance,
     n: *const OxPushNotification,
+    timeout_r: *mut i64,
 ) -> OxPushResult {
     // SAFETY: contract of this function.
     let Some(i) = (unsafe { inst.as_ref() }) else {
         return OxPushResult::Invalid;
     };
-    guard(
+    let result = guard(
         "ox_push_instance_submit",
         Some(&i.log),
         OxPushResult::Panicked,
@@ -472,7 +492,12 @@ pub unsafe extern "C" fn ox_push_instance_submit(
             i.inner.submit(event, metadata_user, notification, &i.log);
             OxPushResult::Ok
         },
-    )
+    );
+    if !timeout_r.is_null() {
+        // SAFETY: checked non-NULL; writable by contract.
+        unsafe { *timeout_r = ox_push_client_next() };
+    }
+    result
 }
 
 /// Milliseconds until `d` (rounded up, so that a timer does not fire early), or
@@ -483,32 +508,34 @@ fn timeout_ms(d: Option<Duration>) -> i64 {
     })
 }
 
-/// The sender's poll file descriptor: watch it with `io_add(IO_READ)` and call
-/// [`ox_push_sender_run`] when it is readable. -1 if none could be created.
+/// The relay client's descriptor: watch it with `io_add(IO_READ)` and call
+/// [`ox_push_client_run`] when it is readable. The same for the whole process;
+/// -1 if it could not be created (logged).
 #[no_mangle]
-pub extern "C" fn ox_push_sender_fd() -> c_int {
+pub extern "C" fn ox_push_client_fd() -> c_int {
     install_panic_hook();
-    guard("ox_push_sender_fd", None, -1, crate::sender::poll_fd)
+    guard("ox_push_client_fd", None, -1, crate::client::poll_fd)
 }
 
-/// Does the sender's pending work without blocking (socket I/O, retries,
-/// counters). Returns the milliseconds until it wants to run again, or -1.
+/// Does the relay socket's pending work without blocking (writes, answers,
+/// reconnects). Returns the milliseconds until it wants to run again, or -1.
 #[no_mangle]
-pub extern "C" fn ox_push_sender_run() -> i64 {
-    guard("ox_push_sender_run", None, -1, || {
-        timeout_ms(crate::sender::run())
+pub extern "C" fn ox_push_client_run() -> i64 {
+    guard("ox_push_client_run", None, -1, || {
+        crate::client::run();
+        timeout_ms(crate::client::next_timeout())
     })
 }
 
-/// The milliseconds until the sender wants to run again, or -1 (no work done).
+/// The milliseconds until the relay client wants to run again, or -1.
 #[no_mangle]
-pub extern "C" fn ox_push_sender_next() -> i64 {
-    guard("ox_push_sender_next", None, -1, || {
-        timeout_ms(crate::sender::next_timeout())
+pub extern "C" fn ox_push_client_next() -> i64 {
+    guard("ox_push_client_next", None, -1, || {
+        timeout_ms(crate::client::next_timeout())
     })
 }
 
-/// Writes every queued log line of the sender through `log(ctx, ...)`.
+/// Writes every queued log line of the relay client through `log(ctx, ...)`.
 ///
 /// # Safety
 /// `log` must be a valid callback for the duration of the call.
@@ -526,29 +553,29 @@ pub unsafe extern "C" fn ox_push_log_drain(log: OxPushLogFn, ctx: *mut c_void) {
     })
 }
 
-/// At plugin deinit (process exit): lets the senders finish for at most the
-/// largest configured `shutdown_timeout`, stops them, and logs (through `log`)
-/// what was left in the spool.
+/// At plugin deinit (process exit): waits at most the largest configured
+/// `shutdown_timeout` for the relay to take what is queued, and logs (through
+/// `log`) what it could not hand over. Returns how many notifications were
+/// dropped.
 ///
 /// # Safety
 /// `log` must be a valid callback for the duration of the call.
 #[no_mangle]
-pub unsafe extern "C" fn ox_push_shutdown(log: OxPushLogFn, ctx: *mut c_void) {
+pub unsafe extern "C" fn ox_push_shutdown(log: OxPushLogFn, ctx: *mut c_void) -> u64 {
     let sink = ShimLog {
         f: log,
         ctx,
         debug: true,
     };
-    guard("ox_push_shutdown", Some(&sink), (), || {
-        let timeout = crate::sender::max_shutdown_timeout().unwrap_or(Duration::from_millis(
+    guard("ox_push_shutdown", Some(&sink), 0, || {
+        let timeout = crate::client::shutdown_timeout().unwrap_or(Duration::from_millis(
             crate::config::DEFAULT_SHUTDOWN_TIMEOUT_MSECS.into(),
         ));
-        for note in crate::sender::shutdown(timeout) {
-            sink.log(OxPushLogLevel::Info, &note);
-        }
+        let dropped = crate::client::shutdown(timeout);
         for (level, line) in crate::log::drain() {
             sink.log(level, &line);
         }
+        dropped
     })
 }
 

@@ -1,11 +1,25 @@
-//! One driver instance for one mail user: its parsed config, its endpoint, and
-//! the METADATA activation cache, with the built-in driver's rules.
+//! One driver instance for one mail user: its parsed config, where its
+//! notifications go, and the METADATA activation cache, with the built-in
+//! driver's rules.
 
-use crate::config::{self, Complaint, Config};
-use crate::http::TlsSettings;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ox_push_record::{Item, Policy, Target};
+
+use crate::client;
+use crate::config::{self, Complaint, Config, DEFAULT_RELAY_SOCKET_NAME};
 use crate::json::{self, Event, Notification};
 use crate::log::{OxPushLogLevel, Sink};
-use crate::sender::{self, EndpointId};
+
+/// The mail user's TLS client settings (`ssl_client_*`), passed on to the relay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub ca_file: Option<String>,
+    pub ca_dir: Option<String>,
+    pub verify: bool,
+}
 
 /// The server METADATA entry that switches push on for a user.
 pub const METADATA_KEY: &str = "/private/vendor/vendor.dovecot/http-notify";
@@ -29,9 +43,11 @@ pub enum Begin {
 }
 
 pub struct Instance {
-    pub config: Option<Config>,
-    endpoint: Option<EndpointId>,
-    tls: TlsSettings,
+    /// The parsed driver line, shared by every user of the process; only set
+    /// when it parsed.
+    config: Option<Rc<config::Parsed>>,
+    /// Where notifications go; None when the relay socket was refused.
+    target: Option<Target>,
     username: Vec<u8>,
     /// (ioloop time in seconds, raw value) of the last successful lookup.
     cache: Option<(i64, Vec<u8>)>,
@@ -76,82 +92,103 @@ pub fn metadata_user(value: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Instance {
-    /// Parses the config and finds (or creates) the endpoint. A bad config gives
-    /// one error line and a disabled instance; `quiet` (autocreated users such as
-    /// LDA's raw user) suppresses the config lines so each is logged once.
+    /// Parses the config (once per process and line) and sets up the relay
+    /// client. A bad config gives one error line per process and a disabled
+    /// instance; `quiet` (autocreated users such as LDA's raw user) suppresses
+    /// the config lines.
     pub fn new(
         raw: &str,
         username: &[u8],
+        base_dir: &Path,
         tls: TlsSettings,
         quiet: bool,
         log: &dyn Sink,
     ) -> Instance {
         let mut inst = Instance {
             config: None,
-            endpoint: None,
-            tls,
+            target: None,
             username: username.to_vec(),
             cache: None,
         };
-        match config::parse_cached(raw) {
+        let (parsed, first) = config::parse_cached(raw);
+        let speak = first && !quiet;
+        let ok = match &*parsed {
             Err(e) => {
-                if !quiet {
-                    log.log(OxPushLogLevel::Error, &e);
+                if speak {
+                    log.log(OxPushLogLevel::Error, e);
                 }
+                return inst;
             }
-            Ok((cfg, complaints)) => {
-                if !quiet {
-                    for c in complaints {
-                        match c {
-                            Complaint::Error(m) => log.log(OxPushLogLevel::Error, &m),
-                            Complaint::Warning(m) => log.log(OxPushLogLevel::Warning, &m),
-                        }
-                    }
+            Ok(ok) => ok,
+        };
+        let cfg = &ok.0;
+        if speak {
+            for c in &ok.1 {
+                match c {
+                    Complaint::Error(m) => log.log(OxPushLogLevel::Error, m),
+                    Complaint::Warning(m) => log.log(OxPushLogLevel::Warning, m),
                 }
-                if log.debug_enabled() {
-                    crate::log::set_background_debug(true);
-                    log.log(
-                        OxPushLogLevel::Debug,
-                        &format!("Using URL {}", cfg.url.masked),
-                    );
-                    log.log(
-                        OxPushLogLevel::Debug,
-                        &format!("Using cache lifetime: {}", cfg.cache_lifetime.as_secs()),
-                    );
-                }
-                if !quiet {
-                    match sender::endpoint_for(raw, &cfg, &inst.tls) {
-                        Ok((ep, err)) => {
-                            if let Some(e) = err {
-                                log.log(OxPushLogLevel::Error, &e);
-                            }
-                            inst.endpoint = Some(ep);
-                        }
-                        Err(e) => log.log(OxPushLogLevel::Error, &e),
-                    }
-                }
-                inst.config = Some(cfg);
             }
         }
+        if log.debug_enabled() {
+            crate::log::set_background_debug(true);
+            log.log(
+                OxPushLogLevel::Debug,
+                &format!("Using URL {}", cfg.url.masked),
+            );
+            log.log(
+                OxPushLogLevel::Debug,
+                &format!("Using cache lifetime: {}", cfg.cache_lifetime.as_secs()),
+            );
+        }
+        let socket = cfg
+            .relay_socket
+            .clone()
+            .unwrap_or_else(|| base_dir.join(DEFAULT_RELAY_SOCKET_NAME));
+        match client::configure(&socket) {
+            Ok(()) => {
+                client::note_shutdown_timeout(cfg.shutdown_timeout);
+                inst.target = Some(Target {
+                    url: cfg.url.as_str().to_string(),
+                    tls_verify: tls.verify,
+                    ca_file: tls.ca_file,
+                    ca_dir: tls.ca_dir,
+                })
+            }
+            Err(e) => {
+                if speak {
+                    log.log(OxPushLogLevel::Error, &e);
+                }
+                return inst;
+            }
+        }
+        inst.config = Some(parsed.clone());
         inst
     }
 
+    fn cfg(&self) -> Option<&Config> {
+        match self.config.as_deref() {
+            Some(Ok((c, _))) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// False when the config or the relay socket was refused: the instance then
+    /// never takes part in a transaction.
     pub fn enabled(&self) -> bool {
-        self.config.is_some()
+        self.cfg().is_some() && self.target.is_some()
     }
 
     pub fn watches(&self, vname: &[u8]) -> bool {
-        self.config
-            .as_ref()
-            .is_some_and(|c| c.folders.watches(vname))
+        self.cfg().is_some_and(|c| c.folders.watches(vname))
     }
 
     pub fn events(&self) -> u32 {
-        self.config.as_ref().map_or(0, |c| c.events)
+        self.cfg().map_or(0, |c| c.events)
     }
 
     pub fn needs_lookup(&self, now: i64) -> bool {
-        match (&self.cache, &self.config) {
+        match (&self.cache, self.cfg()) {
             (Some((at, _)), Some(c)) => at + c.cache_lifetime.as_secs() as i64 <= now,
             _ => true,
         }
@@ -208,9 +245,10 @@ impl Instance {
         }
     }
 
-    /// Builds the body and queues it; `metadata_user` is the transaction's `user=`.
+    /// Builds the body and hands it to the relay client; `metadata_user` is the
+    /// transaction's `user=`.
     pub fn submit(&self, event: Event, metadata_user: &[u8], n: Notification<'_>, log: &dyn Sink) {
-        let (Some(cfg), Some(ep)) = (&self.config, &self.endpoint) else {
+        let (Some(cfg), Some(target)) = (self.cfg(), &self.target) else {
             return;
         };
         let user: &[u8] = if cfg.user_from_metadata {
@@ -225,10 +263,41 @@ impl Instance {
                 &format!("Sending notification: {}", String::from_utf8_lossy(&body)),
             );
         }
-        if let Err(e) = sender::submit(*ep, body) {
+        let item = Item {
+            id: new_id(),
+            created_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            policy: Policy {
+                timeout_ms: cfg.timeout.as_millis().clamp(1, u32::MAX.into()) as u32,
+                max_age_secs: cfg.max_age.as_secs().min(u32::MAX.into()) as u32,
+                notification_id: cfg.notification_id,
+            },
+            target: target.clone(),
+            body,
+        };
+        if let Err(e) = client::submit(item) {
             log.log(OxPushLogLevel::Error, &e);
         }
     }
+}
+
+/// A random version-4 UUID: the notification's id, kept by the relay across
+/// retries and restarts (`X-Notification-Id`), and what it drops repeats by.
+pub fn new_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    // SAFETY: id is a valid buffer of 16 bytes.
+    let n = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), libc::GRND_NONBLOCK) };
+    if n != id.len() as isize {
+        // No entropy yet (early boot): unique enough from time and pid.
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        id = (t ^ (u128::from(std::process::id()) << 96)).to_be_bytes();
+    }
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
 }
 
 #[cfg(test)]

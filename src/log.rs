@@ -1,17 +1,14 @@
 //! Log lines from Rust to Dovecot's log.
 //!
-//! Dovecot's logging is not thread-safe (it formats on the data stack), so only
-//! the ioloop thread may call it. Code running inside a shim call logs through a
-//! [`Sink`] that calls straight back into the shim. The sender, which has no
-//! user at hand, pushes its lines into a process-wide queue; the sender only
-//! runs inside shim calls (submit, its io and timeout callbacks, the shutdown),
-//! and the shim drains the queue at the end of each of them.
+//! Code running for a mail user logs through a [`Sink`] that calls straight
+//! back into the shim, which writes the line with that user's event. The relay
+//! client, which serves every user of the process, queues its lines here; it
+//! only runs inside shim calls (submit, its io and timeout callbacks, the
+//! shutdown), and the shim drains the queue at the end of each of them with the
+//! process-wide event. Everything runs on Dovecot's one thread.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-
-use once_cell::sync::Lazy;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,15 +25,13 @@ pub trait Sink {
     fn debug_enabled(&self) -> bool;
 }
 
-/// Collects lines (tests, and the queue's own sink).
+/// Collects lines (tests).
 #[derive(Default)]
-pub struct Collect(pub Mutex<Vec<(OxPushLogLevel, String)>>, pub bool);
+pub struct Collect(pub RefCell<Vec<(OxPushLogLevel, String)>>, pub bool);
 
 impl Sink for Collect {
     fn log(&self, level: OxPushLogLevel, msg: &str) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push((level, msg.to_string()));
-        }
+        self.0.borrow_mut().push((level, msg.to_string()));
     }
     fn debug_enabled(&self) -> bool {
         self.1
@@ -44,61 +39,52 @@ impl Sink for Collect {
 }
 
 /// At most this many queued lines; beyond it, lines are counted and summarised.
-const MAX_QUEUED: usize = 10_000;
+const MAX_QUEUED: usize = 1000;
 
-struct Queue {
-    lines: VecDeque<(OxPushLogLevel, String)>,
-    dropped: usize,
+thread_local! {
+    static QUEUE: RefCell<(VecDeque<(OxPushLogLevel, String)>, usize)> =
+        RefCell::default();
+    /// Whether the relay client's debug lines are wanted (any user with debug on).
+    static BACKGROUND_DEBUG: Cell<bool> = const { Cell::new(false) };
 }
 
-static QUEUE: Lazy<Mutex<Queue>> = Lazy::new(|| {
-    Mutex::new(Queue {
-        lines: VecDeque::new(),
-        dropped: 0,
-    })
-});
-
-/// Whether the sender's debug lines are wanted (any instance with debug on).
-static BACKGROUND_DEBUG: AtomicBool = AtomicBool::new(false);
-
-/// Turns the sender's debug lines on (any instance with mail_debug).
+/// Turns the relay client's debug lines on (a user with mail_debug exists).
 pub fn set_background_debug(on: bool) {
     if on {
-        BACKGROUND_DEBUG.store(true, Ordering::Relaxed);
+        BACKGROUND_DEBUG.set(true);
     }
 }
 
-/// Checked before the sender formats a debug line.
+/// Checked before a debug line is formatted.
 pub fn background_debug() -> bool {
-    BACKGROUND_DEBUG.load(Ordering::Relaxed)
+    BACKGROUND_DEBUG.get()
 }
 
-/// Queues a line from any thread.
+/// Queues a line for the shim to write.
 pub fn background(level: OxPushLogLevel, msg: String) {
     if level == OxPushLogLevel::Debug && !background_debug() {
         return;
     }
-    let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
-    if q.lines.len() >= MAX_QUEUED {
-        q.dropped += 1;
-        return;
-    }
-    q.lines.push_back((level, msg));
+    QUEUE.with_borrow_mut(|(lines, dropped)| {
+        if lines.len() >= MAX_QUEUED {
+            *dropped += 1;
+        } else {
+            lines.push_back((level, msg));
+        }
+    })
 }
 
-/// Takes every queued line (on Dovecot's thread).
+/// Takes every queued line.
 pub fn drain() -> Vec<(OxPushLogLevel, String)> {
-    let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
-    let mut out: Vec<_> = q.lines.drain(..).collect();
-    if q.dropped > 0 {
-        out.push((
-            OxPushLogLevel::Warning,
-            format!(
-                "{} log lines were dropped: the log queue was full",
-                q.dropped
-            ),
-        ));
-        q.dropped = 0;
-    }
-    out
+    QUEUE.with_borrow_mut(|(lines, dropped)| {
+        let mut out: Vec<_> = lines.drain(..).collect();
+        if *dropped > 0 {
+            out.push((
+                OxPushLogLevel::Warning,
+                format!("{dropped} log lines were dropped: the log queue was full"),
+            ));
+            *dropped = 0;
+        }
+        out
+    })
 }

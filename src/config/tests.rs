@@ -9,30 +9,6 @@ fn tokenizer_matches_dovecot() {
 }
 
 #[test]
-fn time_intervals_like_settings_get_time() {
-    assert_eq!(parse_time_secs("0"), Ok(0));
-    assert_eq!(parse_time_secs("10s"), Ok(10));
-    assert_eq!(parse_time_secs("2mins"), Ok(120));
-    assert_eq!(parse_time_secs("1 h"), Ok(3600));
-    assert_eq!(parse_time_secs("2000ms"), Ok(2));
-    assert!(parse_time_secs("60").unwrap_err().contains("missing units"));
-    assert!(parse_time_secs("1500ms").is_err());
-    assert!(parse_time_secs("10x").is_err());
-    assert!(parse_time_secs("secs").is_err());
-    assert!(parse_time_secs("5secsx").is_err());
-    assert_eq!(parse_time_msecs("100ms"), Ok(100));
-    assert_eq!(parse_time_msecs("1s"), Ok(1000));
-}
-
-#[test]
-fn sizes() {
-    assert_eq!(parse_size("64M"), Ok(64 << 20));
-    assert_eq!(parse_size("10kib"), Ok(10 << 10));
-    assert_eq!(parse_size("123"), Ok(123));
-    assert!(parse_size("12q").is_err());
-}
-
-#[test]
 fn defaults_as_builtin() {
     let (c, w) = parse("url=http://u:p@127.0.0.1:8009/notify").unwrap();
     assert!(w.is_empty());
@@ -54,7 +30,7 @@ fn disabling_errors_name_key_value_and_hide_password() {
     assert!(e.contains("cache_lifetime 60"), "{e}");
     assert!(e.contains("missing units"), "{e}");
     let e = parse("url=/relative").unwrap_err();
-    assert!(e.contains("Failed to parse OX REST URL /relative"), "{e}");
+    assert!(e.contains("Failed to parse OX REST URL (a path)"), "{e}");
     let e = parse("url=ftp://u:secret@h/x").unwrap_err();
     assert!(!e.contains("secret"), "{e}");
 }
@@ -77,14 +53,14 @@ fn fallbacks_are_reported() {
 fn opt_in_options() {
     let (c, w) = parse(
         "url=http://h/x folders=INBOX,Work events=messageNew,flagsSet notification_id \
-         spool_dir=/tmp/s spool_max_size=1M max_age=5mins shutdown_timeout=50ms spool_fsync=yes",
+         relay_socket=/run/x/ox-push max_age=5mins shutdown_timeout=50ms",
     )
     .unwrap();
     assert!(w.is_empty(), "{w:?}");
     assert!(c.folders.watches(b"Work"));
     assert_eq!(c.events, Event::MessageNew.bit() | Event::FlagsSet.bit());
-    assert!(c.notification_id && c.spool_fsync);
-    assert_eq!(c.spool_max_size, 1 << 20);
+    assert!(c.notification_id);
+    assert_eq!(c.relay_socket, Some(PathBuf::from("/run/x/ox-push")));
     assert_eq!(c.max_age, Duration::from_secs(300));
     assert_eq!(c.shutdown_timeout, Duration::from_millis(50));
     let (c, _) = parse("url=http://h/x folders=*").unwrap();
@@ -92,14 +68,61 @@ fn opt_in_options() {
 }
 
 #[test]
+fn spool_keys_say_where_they_moved() {
+    let (_, w) =
+        parse("url=http://h/x spool_dir=/tmp/s spool_max_size=1M spool_fsync=yes").unwrap();
+    let text = format!("{w:?}");
+    for (key, to) in [
+        ("spool_dir", "--spool DIR"),
+        ("spool_max_size", "--spool-max-size"),
+        ("spool_fsync", "--fsync"),
+    ] {
+        assert!(
+            text.contains(&format!("{key} is no longer a driver setting")),
+            "{text}"
+        );
+        assert!(text.contains(to), "{text}");
+    }
+}
+
+#[test]
+fn shutdown_timeout_is_capped_and_says_so() {
+    let (c, w) = parse("url=http://h/x shutdown_timeout=1000h").unwrap();
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
+    assert!(format!("{w:?}").contains("above the maximum"), "{w:?}");
+}
+
+#[test]
+fn a_password_with_a_space_leaks_neither_half() {
+    // The tokenizer cuts `url=http://u:LEAK SECRET@h/n` at the space.
+    let e = parse("url=http://u:LEAK SECRET@h/n").unwrap_err();
+    assert!(!e.contains("LEAK") && !e.contains("SECRET"), "{e}");
+    // With a valid first half, the second half becomes an "unknown key".
+    let (_, w) = parse("url=http://u@h:8009/n pass SECRET@h/n").unwrap();
+    let text = format!("{w:?}");
+    assert!(!text.contains("SECRET"), "{text}");
+    assert!(text.contains("not a setting name"), "{text}");
+}
+
+#[test]
+fn port_zero_is_refused_at_config_time() {
+    let e = parse("url=http://127.0.0.1:0/n").unwrap_err();
+    assert!(e.contains("Port 0"), "{e}");
+}
+
+#[test]
 fn cached_parse_gives_what_parse_gives() {
     for raw in [
-        "url=http://u:p@127.0.0.1:1/n timeout_msecs=300 spool_max_size=1M",
+        "url=http://u:p@127.0.0.1:1/n timeout_msecs=300 max_age=1mins",
         "url=http://127.0.0.1:1/n timeout_msecs=soon",
         "user_from_metadata",
     ] {
         let direct = format!("{:?}", parse(raw));
-        assert_eq!(format!("{:?}", parse_cached(raw)), direct, "{raw}");
-        assert_eq!(format!("{:?}", parse_cached(raw)), direct, "{raw} (cached)");
+        let (first, is_first) = parse_cached(raw);
+        assert_eq!(format!("{first:?}"), direct, "{raw}");
+        assert!(is_first);
+        let (again, is_first) = parse_cached(raw);
+        assert_eq!(format!("{again:?}"), direct, "{raw} (cached)");
+        assert!(!is_first, "complaints are logged once per process");
     }
 }

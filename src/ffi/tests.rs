@@ -9,7 +9,7 @@ fn guard_turns_a_panic_into_one_error_line_and_the_fallback() {
         panic!("boom {}", 42)
     });
     assert_eq!(v, 7);
-    let lines = sink.0.lock().unwrap();
+    let lines = sink.0.borrow();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0].0, OxPushLogLevel::Error);
     assert!(
@@ -35,7 +35,7 @@ fn null_arguments_are_refused_not_dereferenced() {
         ox_push_instance_free(std::ptr::null_mut());
         assert!(!ox_push_instance_enabled(std::ptr::null()));
         assert_eq!(
-            ox_push_instance_submit(std::ptr::null(), std::ptr::null()),
+            ox_push_instance_submit(std::ptr::null(), std::ptr::null(), std::ptr::null_mut()),
             OxPushResult::Invalid
         );
         let mut p = std::ptr::null();
@@ -64,6 +64,7 @@ fn bad_config_through_the_c_api_gives_a_disabled_instance_and_one_line() {
     let sink = Collect::default();
     let settings = OxPushUserSettings {
         username: c"alice".as_ptr(),
+        base_dir: std::ptr::null(),
         ca_file: std::ptr::null(),
         ca_dir: std::ptr::null(),
         verify_cert: true,
@@ -89,7 +90,7 @@ fn bad_config_through_the_c_api_gives_a_disabled_instance_and_one_line() {
         ));
         ox_push_instance_free(inst);
     }
-    let lines = sink.0.lock().unwrap();
+    let lines = sink.0.borrow();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].1.contains("cache_lifetime 60"));
     assert!(!lines[0].1.contains("pw@"));

@@ -2,9 +2,13 @@
 //! with `HTTP_URL_ALLOW_USERINFO_PART`, plus what the request needs from it:
 //! the `Host` authority as written (port only when the URL names one), the
 //! request target (path and query; `/` when empty), and Basic credentials from
-//! the percent-decoded userinfo. The password never leaves this module except
-//! inside the `Authorization` header: [`mask_url`] is the only way a URL reaches
-//! a log line.
+//! the percent-decoded userinfo.
+//!
+//! The password never leaves this module except inside the `Authorization`
+//! header and the record sent to the relay ([`EndpointUrl::as_str`]): [`mask_url`]
+//! is the only way a URL reaches a log line, `Debug` prints the masked form, and
+//! no parse error quotes any part of the URL (a password with a space in it is
+//! split by the config tokenizer, and its first half would look like a port).
 
 use base64::Engine;
 
@@ -22,8 +26,10 @@ pub struct EndpointUrl {
     pub target: String,
     user: Option<String>,
     password: Option<String>,
-    /// The URL with the password replaced, for logs and spool labels.
+    /// The URL with the password replaced, for logs and counters.
     pub masked: String,
+    /// The URL as configured (with the password): only for the relay record.
+    raw: String,
 }
 
 impl std::fmt::Debug for EndpointUrl {
@@ -128,7 +134,11 @@ impl EndpointUrl {
                 p.parse::<u16>()
                     .ok()
                     .filter(|_| p.bytes().all(|b| b.is_ascii_digit()))
-                    .ok_or_else(|| format!("Invalid port number {p:?}"))?,
+                    .ok_or_else(|| {
+                        "Invalid port number (expected 1-65535; a password with a space, \
+                         '/', '?', '#' or '@' in it must be percent-encoded)"
+                            .to_string()
+                    })?,
             ),
         };
         let (user, password) = match userinfo {
@@ -144,6 +154,9 @@ impl EndpointUrl {
         } else {
             path_query.to_string()
         };
+        if port == Some(0) {
+            return Err("Port 0 cannot be connected to (expected 1-65535)".to_string());
+        }
         if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err("Invalid character in path".to_string());
         }
@@ -164,7 +177,14 @@ impl EndpointUrl {
             user,
             password,
             masked: mask_url(raw),
+            raw: raw.to_string(),
         })
+    }
+
+    /// The URL exactly as configured, password included: what the plugin puts
+    /// in the relay record, never in a log line.
+    pub fn as_str(&self) -> &str {
+        &self.raw
     }
 
     /// `Basic <base64(user:password)>` when the URL has a user and a password,

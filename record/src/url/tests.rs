@@ -72,3 +72,26 @@ fn masking_never_shows_the_password() {
     assert_eq!(mask_url("garbage:b@c"), "garbage:***@c");
     assert_eq!(mask_url("http://c/d@e"), "http://c/d@e");
 }
+
+#[test]
+fn port_zero_is_refused_at_parse_time() {
+    assert!(EndpointUrl::parse("http://h:0/n")
+        .unwrap_err()
+        .contains("Port 0"));
+}
+
+#[test]
+fn a_password_split_by_a_space_is_not_quoted_in_the_error() {
+    // `url=http://u:LEAK secret@h/` is split by the tokenizer at the space:
+    // the first half looks like host `u` and port `LEAK`.
+    let e = EndpointUrl::parse("http://u:LEAKa").unwrap_err();
+    assert!(!e.contains("LEAK"), "{e}");
+    assert!(e.contains("percent-encoded"), "{e}");
+}
+
+#[test]
+fn as_str_keeps_the_credentials_for_the_relay() {
+    let u = EndpointUrl::parse("http://a:b@h/n").unwrap();
+    assert_eq!(u.as_str(), "http://a:b@h/n");
+    assert!(!format!("{u:?}").contains(":b@"));
+}
