@@ -80,24 +80,31 @@ pub type Parsed = Result<(Config, Vec<Complaint>), String>;
 
 /// [`parse`], remembered per raw config for the life of the process: every
 /// mail user of a process normally has the same few driver lines, and a
-/// delivery should not parse them again. The flag is true the first time a
-/// line is seen, so that its complaints are logged once per process.
-pub fn parse_cached(raw: &str) -> (Rc<Parsed>, bool) {
+/// delivery should not parse them again.
+pub fn parse_cached(raw: &str) -> Rc<Parsed> {
     thread_local! {
         static CACHE: RefCell<HashMap<String, Rc<Parsed>>> = RefCell::default();
     }
     CACHE.with_borrow_mut(|cache| {
         if let Some(p) = cache.get(raw) {
-            return (p.clone(), false);
+            return p.clone();
         }
         let p = Rc::new(parse(raw));
-        // Bounded: a process with ever new driver lines just parses each time
-        // (and then logs each time, which such a setup deserves).
+        // Bounded: a process with ever new driver lines just parses each time.
         if cache.len() < 64 {
             cache.insert(raw.to_string(), p.clone());
         }
-        (p, true)
+        p
     })
+}
+
+/// True the first time it is asked for `raw` in this process: a driver line's
+/// complaints are logged once per process, not once per mail user.
+pub fn first_report(raw: &str) -> bool {
+    thread_local! {
+        static REPORTED: RefCell<std::collections::HashSet<String>> = RefCell::default();
+    }
+    REPORTED.with_borrow_mut(|set| set.len() < 64 && set.insert(raw.to_string()))
 }
 
 /// Splits the raw config the way the push_notification framework does.

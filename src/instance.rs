@@ -110,8 +110,10 @@ impl Instance {
             username: username.to_vec(),
             cache: None,
         };
-        let (parsed, first) = config::parse_cached(raw);
-        let speak = first && !quiet;
+        let parsed = config::parse_cached(raw);
+        // Autocreated users (LDA's and LMTP's raw user) never speak, and the
+        // first real one speaks for the whole process.
+        let speak = !quiet && config::first_report(raw);
         let ok = match &*parsed {
             Err(e) => {
                 if speak {

@@ -32,8 +32,23 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Delivers the corpus into a Dovecot with `driver`; returns (path, request) in
-/// arrival order per path.
+/// The `imap-uid` of a request body: the corpus is delivered in order into an
+/// empty INBOX, so the uid names the message.
+fn uid_of(r: &Captured) -> u64 {
+    let body = r.body_str();
+    let key = "\"imap-uid\":";
+    let at = body.find(key).map_or(0, |p| p + key.len());
+    body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Delivers the corpus into a Dovecot with `driver`; returns the requests per
+/// path in message order (the relay sends on several connections at once, so
+/// arrival order is not message order).
 fn run(driver: Driver, messages: &[(String, Vec<u8>)]) -> (Vec<Captured>, Vec<Captured>, String) {
     let cap = Capture::start();
     let dc = Dovecot::start(DovecotOpts::new(
@@ -56,16 +71,13 @@ fn run(driver: Driver, messages: &[(String, Vec<u8>)]) -> (Vec<Captured>, Vec<Ca
         );
     }
     let all = cap.wait_for(2 * messages.len(), Duration::from_secs(60));
-    let meta = all
-        .iter()
-        .filter(|r| r.target.starts_with("/meta"))
-        .cloned()
-        .collect();
-    let plain = all
-        .iter()
-        .filter(|r| r.target == "/plain")
-        .cloned()
-        .collect();
+    let pick = |f: &dyn Fn(&Captured) -> bool| {
+        let mut v: Vec<Captured> = all.iter().filter(|r| f(r)).cloned().collect();
+        v.sort_by_key(uid_of);
+        v
+    };
+    let meta = pick(&|r| r.target.starts_with("/meta"));
+    let plain = pick(&|r| r.target == "/plain");
     (meta, plain, dc.log())
 }
 

@@ -272,3 +272,40 @@ impl Frame {
 
 #[cfg(test)]
 mod tests;
+
+/// Asks the relay at `socket` for its counters (what `ox-push-stats` does):
+/// the JSON document of its `Stats` answer. Blocking, bounded by `timeout`.
+pub fn request_stats(
+    socket: &std::path::Path,
+    timeout: std::time::Duration,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(&Frame::StatsRequest.to_bytes().map_err(Error::other)?)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match decode(&buf, MAX_PAYLOAD) {
+            Ok(Some((Frame::Stats { json }, _))) => return Ok(json),
+            Ok(Some((Frame::Error { message }, _))) => return Err(Error::other(message)),
+            Ok(Some((other, _))) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidData,
+                    format!("unexpected {:?} answer", other.kind()),
+                ))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Error::new(ErrorKind::InvalidData, e.to_string())),
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(Error::new(
+                ErrorKind::UnexpectedEof,
+                "the relay closed the connection",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}

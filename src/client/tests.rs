@@ -202,7 +202,7 @@ fn the_queue_is_bounded_and_drops_are_reported_to_the_relay() {
     let held = CLIENT.with_borrow(|c| c.as_ref().unwrap().held_bytes);
     assert!(held <= MAX_HELD_BYTES, "{held}");
     let kept = pending();
-    assert!(kept < 20 && kept >= 14, "{kept}");
+    assert!((14..20).contains(&kept), "{kept}");
     let lines = crate::log::drain();
     assert!(
         lines.iter().any(|l| l.1.contains("Dropped the 1 oldest")),

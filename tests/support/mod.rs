@@ -1,6 +1,8 @@
-//! Test harness: a private Dovecot 2.3 on loopback, an HTTP capture server, and
-//! LMTP / LDA / IMAP / doveadm clients. Every Dovecot started here is stopped in
-//! `Drop`, also when the test fails; its log is in every failure message.
+//! Test harness: a private Dovecot 2.3 on loopback with the ox-push relay as
+//! one of its services, an HTTP capture server, a relay started by hand, and
+//! LMTP / LDA / IMAP / doveadm clients. Every process started here is stopped
+//! in `Drop`, also when the test fails; Dovecot's log (with the relay's lines)
+//! is in every failure message.
 #![allow(dead_code, unused_imports)]
 
 use std::fmt::Write as _;
@@ -13,7 +15,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod capture;
+mod relay;
 pub use capture::*;
+pub use relay::*;
 
 pub const METADATA_KEY: &str = "/private/vendor/vendor.dovecot/http-notify";
 
@@ -23,10 +27,19 @@ pub fn plugin_path() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test-binary>
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let so = dir.join("libox_push.so");
-    assert!(so.exists(), "plugin not built: {} missing", so.display());
+    // target/<profile>/deps/<test-binary>; `cargo test` refreshes the cdylib in
+    // deps/, `cargo build` its copy one level up: take the newer.
+    let deps = exe.parent().unwrap();
+    let newest = [
+        deps.join("libox_push.so"),
+        deps.parent().unwrap().join("libox_push.so"),
+    ]
+    .into_iter()
+    .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+    .max();
+    let Some((_, so)) = newest else {
+        panic!("plugin not built: no libox_push.so in {}", deps.display());
+    };
     so
 }
 
@@ -47,8 +60,19 @@ pub enum Driver {
     OxPush,
 }
 
+/// How the ox-push relay runs next to a Dovecot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RelayMode {
+    /// A service of this Dovecot (`service ox-push { ... }`), with these extra
+    /// command-line arguments; its socket is `<base_dir>/ox-push`.
+    Service(Vec<String>),
+    /// None in dovecot.conf: the test starts one ([`Relay`]) or none.
+    External,
+}
+
 pub struct DovecotOpts {
     pub driver: Driver,
+    pub relay: RelayMode,
     /// `push_notification_driver`, `..._driver2`, ... values.
     pub drivers: Vec<String>,
     pub users: Vec<&'static str>,
@@ -61,6 +85,9 @@ impl DovecotOpts {
     pub fn new(driver: Driver, drivers: Vec<String>) -> DovecotOpts {
         DovecotOpts {
             driver,
+            // Debug lines in the log of every test (the relay cannot see
+            // mail_debug).
+            relay: RelayMode::Service(vec!["--debug".into()]),
             drivers,
             users: vec!["alice", "bob"],
             extra: Vec::new(),
@@ -74,7 +101,10 @@ pub struct Dovecot {
     pub lmtp_port: u16,
     pub imap_port: u16,
     pub conf: PathBuf,
+    /// The relay service's spool (owned by the relay's user, mode 0700).
     pub spool: PathBuf,
+    /// The relay service's socket.
+    pub relay_socket: PathBuf,
 }
 
 impl Dovecot {
@@ -89,10 +119,11 @@ impl Dovecot {
         for sub in ["run", "state", "plugins", "home"] {
             std::fs::create_dir_all(t.join(sub)).unwrap();
         }
-        let spool = t.join("spool");
+        let spool = t.join("relay-spool");
         std::fs::create_dir_all(&spool).unwrap();
-        chmod(&spool, 0o1777);
-        let spool_dir = spool.clone();
+        chmod(&spool, 0o700);
+        let relay_user = relay_user();
+        std::os::unix::fs::chown(&spool, Some(relay_user.0), Some(relay_user.1)).unwrap();
         for entry in std::fs::read_dir("/usr/lib/dovecot/modules")
             .unwrap()
             .flatten()
@@ -133,10 +164,24 @@ impl Dovecot {
              inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
              service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n\
              service anvil {{\n  chroot =\n}}\n\
-             protocol imap {{\n  imap_metadata = yes\n}}\n",
+             protocol imap {{\n  imap_metadata = yes\n}}\n\
+             protocol lda {{\n  mail_access_groups = dovecot\n}}\n",
             t = t.display(),
             loc = opts.mail_location,
         );
+        if let (Driver::OxPush, RelayMode::Service(args)) = (opts.driver, &opts.relay) {
+            writeln!(
+                conf,
+                "service ox-push {{\n  executable = {} --spool {} {}\n  user = {RELAY_USER}\n  \
+                 process_limit = 1\n  process_min_avail = 1\n  vsz_limit = 1G\n  \
+                 unix_listener ox-push {{\n    mode = 0660\n    group = $default_internal_group\n  \
+                 }}\n}}",
+                relay_path().display(),
+                spool.display(),
+                args.join(" ")
+            )
+            .unwrap();
+        }
         for line in &opts.extra {
             conf.push_str(line);
             conf.push('\n');
@@ -148,26 +193,18 @@ impl Dovecot {
             } else {
                 format!("push_notification_driver{}", i + 1)
             };
-            // `SPOOL` stands for this instance's spool directory, which is
-            // also the default here (the built-in driver ignores the key).
-            let mut d = d.replace(
-                "spool_dir=SPOOL",
-                &format!("spool_dir={}", spool_dir.display()),
-            );
-            if d.starts_with("ox:") && !d.contains("spool_dir=") {
-                d.push_str(&format!(" spool_dir={}", spool_dir.display()));
-            }
             writeln!(conf, "  {key} = {d}").unwrap();
         }
         conf.push_str("}\n");
         let conf_path = t.join("dovecot.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let dc = Dovecot {
-            dir,
             lmtp_port,
             imap_port,
             conf: conf_path,
+            relay_socket: t.join("run/ox-push"),
             spool,
+            dir,
         };
         // The daemon keeps its stdio: never give it our pipes.
         let errfile = std::fs::File::create(t.join("startup.err")).unwrap();
@@ -327,24 +364,21 @@ impl Dovecot {
         out
     }
 
-    /// The notifications currently waiting in the spool (pending journal
-    /// records of all uid and endpoint directories).
+    /// The relay service's counters (`ox-push-stats --json`).
+    pub fn relay_stats(&self) -> serde_json::Value {
+        relay_stats(&self.relay_socket)
+    }
+
+    /// The notifications the relay holds (pending in its spool).
     pub fn spooled(&self) -> usize {
-        let mut n = 0;
-        for uid in std::fs::read_dir(&self.spool)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for ep in std::fs::read_dir(uid.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                n += ox_push::spool::pending_in_dir(&ep.path());
-            }
-        }
-        n
+        self.relay_stats()["relay"]["spool_depth"]
+            .as_u64()
+            .unwrap_or(0) as usize
+    }
+
+    /// The relay service's pid.
+    pub fn relay_pid(&self) -> Option<i32> {
+        self.children("ox-push-relay").first().copied()
     }
 
     /// Delivers several messages over one LMTP connection (so one lmtp process
