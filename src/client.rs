@@ -230,6 +230,31 @@ fn connect(path: &Path) -> io::Result<OwnedFd> {
     }
 }
 
+/// The name of the group that owns the socket at `path` (stat only: the
+/// socket is not opened), or its number.
+fn socket_group(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::metadata(path) else {
+        return "$default_internal_group".to_string();
+    };
+    let gid = md.gid();
+    // SAFETY: group is plain data; all-zero is a valid value.
+    let mut group: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = [0u8; 4096];
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: group, buf and out are valid for the call; out is NULL or points
+    // to group, whose strings live in buf.
+    let r = unsafe {
+        libc::getgrgid_r(gid, &mut group, buf.as_mut_ptr().cast(), buf.len(), &mut out)
+    };
+    if r == 0 && !out.is_null() {
+        // SAFETY: gr_name is a NUL-terminated string inside buf.
+        let name = unsafe { std::ffi::CStr::from_ptr(group.gr_name) };
+        return name.to_string_lossy().into_owned();
+    }
+    gid.to_string()
+}
+
 /// What to tell an operator about a failed connect, and how to fix it.
 fn explain(path: &Path, e: &io::Error) -> String {
     let base = format!(
@@ -240,13 +265,14 @@ fn explain(path: &Path, e: &io::Error) -> String {
         Some(libc::EACCES) | Some(libc::EPERM) => {
             // SAFETY: plain getters.
             let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            let group = socket_group(path);
             format!(
                 "{base}. This process (uid {uid}, gid {gid}) is not in the socket's group \
-                 ($default_internal_group). dovecot-lda started by the MTA as the mail user \
-                 has no access: deliver with LMTP, or start dovecot-lda as root with -d \
-                 (it then keeps the groups of mail_access_groups, e.g. \
-                 mail_access_groups = dovecot), or widen the socket's mode (then any local \
-                 user can forge pushes; see PLUGIN.md, Security model)"
+                 {group}. dovecot-lda started by the MTA as the mail user has no access: \
+                 deliver with LMTP, or start dovecot-lda as root with -d and set \
+                 mail_access_groups = {group} for it (protocol lda {{ }}), or widen the \
+                 socket's mode (then any local user can forge pushes; see PLUGIN.md, \
+                 Security model)"
             )
         }
         Some(libc::ENOENT) | Some(libc::ECONNREFUSED) => format!(

@@ -100,7 +100,7 @@ fn folders_events_and_notification_id() {
 }
 
 #[test]
-fn ox_push_stats_reports_counters() {
+fn ox_push_stats_reports_the_relays_counters() {
     let cap = Capture::start();
     cap.script(vec![Reply::Status(500)]);
     let dc = Dovecot::start(DovecotOpts::new(
@@ -117,20 +117,34 @@ fn ox_push_stats_reports_counters() {
         .iter()
         .all(|r| r.starts_with("250")));
     cap.wait_for(3, WAIT);
-    let bin = plugin_path().parent().unwrap().join("ox-push-stats");
+    let bin = plugin_path()
+        .ancestors()
+        .find_map(|d| Some(d.join("ox-push-stats")).filter(|p| p.exists()))
+        .expect("ox-push-stats built next to the plugin");
     let until = std::time::Instant::now() + WAIT;
     loop {
         let out = std::process::Command::new(&bin)
-            .arg(&dc.spool)
+            .arg(&dc.relay_socket)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        // endpoint queued sent retried dropped_age dropped_size failed replayed depth
-        if text.contains(&format!(
-            "http://u:***@127.0.0.1:{}/n\t2\t2\t1\t0\t0\t0\t0\t0\t",
-            cap.port
-        )) {
-            assert!(!text.contains("hidden"));
+        assert!(out.status.success(), "{text}");
+        assert!(!text.contains("hidden"), "{text}");
+        let label = format!("http://u:***@127.0.0.1:{}/n", cap.port);
+        // queued sent retried dropped_age dropped_size refused in_flight depth
+        let row: Vec<String> = text
+            .lines()
+            .find(|l| l.starts_with(&label))
+            .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+            .unwrap_or_default();
+        if row.len() >= 8 && row[..8] == ["2", "2", "1", "0", "0", "0", "0", "0"] {
+            let json = std::process::Command::new(&bin)
+                .arg(&dc.relay_socket)
+                .arg("--json")
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+            assert_eq!(v["endpoints"][0]["sent"], 2, "{v}");
             break;
         }
         assert!(std::time::Instant::now() < until, "{text}\n{}", dc.log());

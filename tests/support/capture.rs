@@ -52,6 +52,8 @@ struct CaptureState {
     script: VecDeque<Reply>,
     default: Option<Reply>,
     closed: bool,
+    /// Connections accepted so far.
+    accepted: usize,
 }
 
 /// A loopback HTTP/1.1 server that records every request.
@@ -108,8 +110,12 @@ impl Capture {
         thread::spawn(move || {
             for conn in l.incoming() {
                 let Ok(conn) = conn else { break };
-                if st.0.lock().unwrap().closed {
-                    break;
+                {
+                    let mut s = st.0.lock().unwrap();
+                    if s.closed {
+                        break;
+                    }
+                    s.accepted += 1;
                 }
                 let st = st.clone();
                 thread::spawn(move || serve_conn(conn, st));
@@ -133,6 +139,11 @@ impl Capture {
 
     pub fn set_default(&self, r: Reply) {
         self.state.0.lock().unwrap().default = Some(r);
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.0.lock().unwrap().accepted
     }
 
     pub fn requests(&self) -> Vec<Captured> {

@@ -79,6 +79,9 @@ pub struct DovecotOpts {
     /// Extra top-level settings lines.
     pub extra: Vec<String>,
     pub mail_location: String,
+    /// dovecot-lda (started as root with -d) keeps group dovecot
+    /// (`mail_access_groups`), so it may use the relay socket.
+    pub lda_access: bool,
 }
 
 impl DovecotOpts {
@@ -92,6 +95,7 @@ impl DovecotOpts {
             users: vec!["alice", "bob"],
             extra: Vec::new(),
             mail_location: "maildir:~/Maildir".to_string(),
+            lda_access: true,
         }
     }
 }
@@ -164,11 +168,13 @@ impl Dovecot {
              inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
              service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n\
              service anvil {{\n  chroot =\n}}\n\
-             protocol imap {{\n  imap_metadata = yes\n}}\n\
-             protocol lda {{\n  mail_access_groups = dovecot\n}}\n",
+             protocol imap {{\n  imap_metadata = yes\n}}\n",
             t = t.display(),
             loc = opts.mail_location,
         );
+        if opts.lda_access {
+            conf.push_str("protocol lda {\n  mail_access_groups = dovecot\n}\n");
+        }
         if let (Driver::OxPush, RelayMode::Service(args)) = (opts.driver, &opts.relay) {
             writeln!(
                 conf,
@@ -222,9 +228,48 @@ impl Dovecot {
             std::fs::read_to_string(t.join("startup.err")).unwrap_or_default(),
             dc.log()
         );
-        // Ready when LMTP and IMAP answer with their greetings.
+        dc.wait_ready();
+        dc
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the master (and with it every service, the relay included) and
+    /// waits until it is gone.
+    pub fn stop(&self) {
+        let Some(pid) = self.master_pid() else {
+            return;
+        };
+        // SAFETY: signalling a process we started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let until = Instant::now() + Duration::from_secs(10);
+        // SAFETY: signal 0 only checks for existence.
+        while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < until {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts the same configuration again (after [`Dovecot::stop`]).
+    pub fn restart(&self) {
+        self.stop();
+        let status = Command::new("dovecot")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "dovecot failed to restart\n{}", self.log());
+        self.wait_ready();
+    }
+
+    /// Waits until LMTP and IMAP answer with their greetings.
+    fn wait_ready(&self) {
         let until = Instant::now() + Duration::from_secs(15);
-        for port in [lmtp_port, imap_port] {
+        for port in [self.lmtp_port, self.imap_port] {
             loop {
                 if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -233,15 +278,10 @@ impl Dovecot {
                         break;
                     }
                 }
-                assert!(Instant::now() < until, "dovecot not ready\n{}", dc.log());
+                assert!(Instant::now() < until, "dovecot not ready\n{}", self.log());
                 thread::sleep(Duration::from_millis(20));
             }
         }
-        dc
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 
     pub fn log(&self) -> String {
