@@ -1,10 +1,12 @@
-# ox_push: Rust `ox` push driver for Dovecot 2.3, plus mock-middleware.
+# ox_push: Rust `ox` push driver for Dovecot, its relay service, and mock-middleware.
 # The two commands of the README: `make demo` and `make test`.
 
 CARGO ?= cargo
 PLUGIN_SO := lib30_ox_push_plugin.so
 RELEASE_DIR := target/release
 SPOOL_DIR ?= /var/spool/dovecot-ox-push
+DOVECOT_CONFIG ?= /usr/lib/dovecot/dovecot-config
+export SPOOL_DIR DOVECOT_CONFIG
 
 .PHONY: all deps plugin install header lint test demo bench bench-middleware clean
 
@@ -13,24 +15,19 @@ all: plugin
 deps:
 	@scripts/install-deps.sh
 
-# The Dovecot module: target/release/lib30_ox_push_plugin.so
+# The Dovecot module (target/release/lib30_ox_push_plugin.so), the relay and
+# ox-push-stats; the last lines name what was built.
 plugin: deps
-	$(CARGO) build --release -p ox-push
+	$(CARGO) build --release -p ox-push -p ox-push-relay
 	cp $(RELEASE_DIR)/libox_push.so $(RELEASE_DIR)/$(PLUGIN_SO)
-	@echo "built $(RELEASE_DIR)/$(PLUGIN_SO)"
+	@echo "built $(CURDIR)/$(RELEASE_DIR)/$(PLUGIN_SO)"
+	@echo "built $(CURDIR)/$(RELEASE_DIR)/ox-push-relay"
+	@echo "built $(CURDIR)/$(RELEASE_DIR)/ox-push-stats"
 
-# DESTDIR= installs under a staging root (packaging; tests/install.sh).
+# The plugin, the relay, ox-push-stats and conf.d/95-ox-push.conf; the relay's
+# user and spool. DESTDIR= stages it (tests/install.sh checks that).
 install: plugin
-	install -D -m 0644 $(RELEASE_DIR)/$(PLUGIN_SO) "$(DESTDIR)$$(doveconf -h mail_plugin_dir)/$(PLUGIN_SO)"
-	install -d -m 1777 "$(DESTDIR)$(SPOOL_DIR)"
-	@echo
-	@echo "Installed $(DESTDIR)$$(doveconf -h mail_plugin_dir)/$(PLUGIN_SO); spool $(DESTDIR)$(SPOOL_DIR) (mode 1777)."
-	@echo "Add to your Dovecot configuration (see dovecot-plugin/95-ox-push.conf):"
-	@echo
-	@echo "  mail_plugins = \$$mail_plugins notify push_notification ox_push"
-	@echo "  plugin {"
-	@echo "    push_notification_driver = ox:url=http://login:pass@node1.example.com:8009/preliminary/http-notify/v1/notify user_from_metadata"
-	@echo "  }"
+	RELEASE_DIR=$(RELEASE_DIR) scripts/install.sh
 
 # Regenerates include/ox_push.h from src/ffi.rs (the build fails while it is stale).
 header:

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# make demo: builds the plugin and mock-middleware, starts a private Dovecot with
-# the plugin, mock-middleware with fake APNs/FCM, delivers mail by LMTP and shows
-# what arrived where. Everything runs on 127.0.0.1 and is stopped at the end.
+# make demo: builds the plugin, the relay and mock-middleware, starts a private
+# Dovecot with the plugin and the relay service, mock-middleware with fake
+# APNs/FCM, delivers mail by LMTP and shows what arrived where. Everything runs
+# on 127.0.0.1 and is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-say "building the plugin and mock-middleware (release; the first build takes a few minutes)"
+say "building the plugin, the relay and mock-middleware (release; the first build takes a few minutes)"
 set +e
 cargo build --release --workspace --bins --lib 2>&1 | awk '
   /^error/ { err = 1 } err { print; next }
@@ -17,8 +18,11 @@ status=${PIPESTATUS[0]}
 set -e
 [ "$status" -eq 0 ] || { echo "build failed (cargo exit $status)" >&2; exit 1; }
 PLUGIN=$ROOT/target/release/libox_push.so
+RELAY=$ROOT/target/release/ox-push-relay
 MM=$ROOT/target/release/mock-middleware
-[ -f "$PLUGIN" ] && [ -x "$MM" ] || { echo "build failed" >&2; exit 1; }
+[ -f "$PLUGIN" ] && [ -x "$RELAY" ] && [ -x "$MM" ] || { echo "build failed" >&2; exit 1; }
+# The relay's unprivileged user (make install creates it the same way).
+id -u ox-push >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ox-push
 
 T=$(mktemp -d /tmp/ox-push-demo.XXXXXX)
 chmod 755 "$T"
@@ -50,10 +54,10 @@ com.openexchange.push.credstorage.rdb=true
 PROPS
 "$MM" fake-providers --config-dir "$T/mm" >"$T/fake.log" 2>&1 & PIDS+=($!)
 
-say "Dovecot: private instance in $T/dc with ox_push (LMTP :$LMTP)"
+say "Dovecot: private instance in $T/dc with ox_push and the ox-push relay service (LMTP :$LMTP)"
 D=$T/dc
 mkdir -p "$D"/{run,state,plugins,home/demo} "$D/spool"
-chmod 1777 "$D/spool"; chown 5000:5000 "$D/home/demo"
+chmod 0700 "$D/spool"; chown ox-push: "$D/spool"; chown 5000:5000 "$D/home/demo"
 for f in /usr/lib/dovecot/modules/*.so; do ln -s "$f" "$D/plugins/"; done
 cp "$PLUGIN" "$D/plugins/lib30_ox_push_plugin.so"
 echo "demo:{plain}demo:5000:5000::$D/home/demo::" >"$D/users"
@@ -99,8 +103,19 @@ service lmtp {
 protocol imap {
   imap_metadata = yes
 }
+service ox-push {
+  executable = $RELAY --spool $D/spool
+  user = ox-push
+  process_limit = 1
+  process_min_avail = 1
+  vsz_limit = 1G
+  unix_listener ox-push {
+    mode = 0660
+    group = \$default_internal_group
+  }
+}
 plugin {
-  push_notification_driver = ox:url=http://dovecot:$RESTPW@127.0.0.1:$HTTP/preliminary/http-notify/v1/notify user_from_metadata spool_dir=$D/spool
+  push_notification_driver = ox:url=http://dovecot:$RESTPW@127.0.0.1:$HTTP/preliminary/http-notify/v1/notify user_from_metadata
 }
 CONF
 dovecot -c "$D/dovecot.conf"
@@ -163,7 +178,6 @@ say "registered push users (mock-middleware listpushusers / pushusers -l):"
 "$MM" listpushusers --config-dir "$T/mm" | sed 's/^/    /'
 "$MM" pushusers -l --config-dir "$T/mm" | sed 's/^/    /'
 
-sleep 0.6  # counters are written at most every 500 ms
-say "plugin counters (ox-push-stats $D/spool):"
-"$ROOT/target/release/ox-push-stats" "$D/spool" | column -t -s $'\t' | sed 's/^/    /'
+say "relay counters (ox-push-stats $D/run/ox-push):"
+"$ROOT/target/release/ox-push-stats" "$D/run/ox-push" | sed 's/^/    /'
 say "done; stopping Dovecot and mock-middleware"

@@ -245,7 +245,13 @@ fn socket_group(path: &Path) -> String {
     // SAFETY: group, buf and out are valid for the call; out is NULL or points
     // to group, whose strings live in buf.
     let r = unsafe {
-        libc::getgrgid_r(gid, &mut group, buf.as_mut_ptr().cast(), buf.len(), &mut out)
+        libc::getgrgid_r(
+            gid,
+            &mut group,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut out,
+        )
     };
     if r == 0 && !out.is_null() {
         // SAFETY: gr_name is a NUL-terminated string inside buf.

@@ -110,10 +110,7 @@ fn relay_serves_its_counters_to_prometheus() {
     let cap = Capture::start();
     let port = free_port();
     let dc = Dovecot::start(DovecotOpts {
-        relay: RelayMode::Service(vec![
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{port}"),
-        ]),
+        relay: RelayMode::Service(vec!["--metrics-listen".into(), format!("127.0.0.1:{port}")]),
         ..DovecotOpts::new(
             Driver::OxPush,
             vec![format!(
@@ -178,7 +175,8 @@ fn spooled_notifications_survive_a_dovecot_restart() {
     let got: BTreeSet<String> = subjects(&reqs).into_iter().collect();
     assert_eq!(got, ["p1", "p2", "p3"].map(String::from).into());
     assert!(
-        dc.log().contains("Replaying 3 notification(s) from the spool"),
+        dc.log()
+            .contains("Replaying 3 notification(s) from the spool"),
         "{}",
         dc.log()
     );

@@ -93,11 +93,7 @@ fn middleware_down_60s_then_up_everything_arrives_in_order() {
         want.push(s);
         std::thread::sleep(Duration::from_secs(9));
     }
-    assert!(
-        dc.log().contains("Connection refused"),
-        "{}",
-        dc.log()
-    );
+    assert!(dc.log().contains("Connection refused"), "{}", dc.log());
     assert_eq!(dc.spooled(), 6, "{}", dc.log());
     let rest = Duration::from_secs(60).saturating_sub(outage.elapsed());
     std::thread::sleep(rest);
@@ -140,7 +136,8 @@ fn server_errors_are_retried_client_errors_are_not() {
     assert_eq!(ids.len(), 1);
     deliver_timed(&dc, "alice", "refused");
     assert!(
-        dc.wait_log(WAIT, |l| l.contains("400 Bad Request") && l.contains("not retried")),
+        dc.wait_log(WAIT, |l| l.contains("400 Bad Request")
+            && l.contains("not retried")),
         "{}",
         dc.log()
     );
@@ -335,13 +332,26 @@ fn lda_with_the_relay_down_exits_within_shutdown_timeout_and_logs_the_drop() {
         )
     });
     dc.set_metadata("alice", "user=3@1");
-    assert_eq!(dc.lda("alice", &simple_message("lda-up")), 0, "{}", dc.log());
+    assert_eq!(
+        dc.lda("alice", &simple_message("lda-up")),
+        0,
+        "{}",
+        dc.log()
+    );
     cap.wait_for(1, WAIT);
     relay.stop(false);
     let t = Instant::now();
-    assert_eq!(dc.lda("alice", &simple_message("lda-down")), 0, "{}", dc.log());
+    assert_eq!(
+        dc.lda("alice", &simple_message("lda-down")),
+        0,
+        "{}",
+        dc.log()
+    );
     let took = t.elapsed();
-    assert!(took < Duration::from_millis(1500), "dovecot-lda took {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "dovecot-lda took {took:?}"
+    );
     let log = dc.log();
     assert!(
         log.contains("Dropped 1 notification(s) at exit")
@@ -403,8 +413,17 @@ fn lda_without_access_to_the_relay_socket_logs_one_clear_error_and_delivers() {
     });
     dc.set_metadata("alice", "user=3@1");
     let t = Instant::now();
-    assert_eq!(dc.lda("alice", &simple_message("no-access")), 0, "{}", dc.log());
-    assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
+    assert_eq!(
+        dc.lda("alice", &simple_message("no-access")),
+        0,
+        "{}",
+        dc.log()
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
     let log = dc.log();
     let socket = dc.relay_socket.display().to_string();
     let errors: Vec<&str> = log

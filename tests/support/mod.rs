@@ -262,7 +262,11 @@ impl Dovecot {
             .stderr(Stdio::null())
             .status()
             .unwrap();
-        assert!(status.success(), "dovecot failed to restart\n{}", self.log());
+        assert!(
+            status.success(),
+            "dovecot failed to restart\n{}",
+            self.log()
+        );
         self.wait_ready();
     }
 

@@ -44,13 +44,23 @@ fn table(v: &Value) -> String {
         "depth",
         "connections",
     ];
-    out.push_str(&format!("{:<60}", "endpoint"));
+    let eps: Vec<&Value> = v["endpoints"].as_array().into_iter().flatten().collect();
+    let width = eps
+        .iter()
+        .map(|e| e["endpoint"].as_str().unwrap_or("?").len())
+        .chain([8])
+        .max()
+        .unwrap_or(8);
+    out.push_str(&format!("{:<width$}", "endpoint"));
     for c in cols {
         out.push_str(&format!(" {c:>12}"));
     }
     out.push('\n');
-    for e in v["endpoints"].as_array().into_iter().flatten() {
-        out.push_str(&format!("{:<60}", e["endpoint"].as_str().unwrap_or("?")));
+    for e in eps {
+        out.push_str(&format!(
+            "{:<width$}",
+            e["endpoint"].as_str().unwrap_or("?")
+        ));
         for c in cols {
             out.push_str(&format!(" {:>12}", e[c].as_u64().unwrap_or(0)));
         }
