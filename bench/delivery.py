@@ -5,7 +5,8 @@ Delivers messages by LMTP over several connections into a private Dovecot 2.3 on
 127.0.0.1 and compares
   (a) no push          (no notify/push_notification plugins, no driver),
   (b) builtin          (Dovecot's own `ox` driver),
-  (c) ox_push          (this project's plugin, lib30_ox_push_plugin.so),
+  (c) ox_push          (this project's plugin, lib30_ox_push_plugin.so, handing every
+                       notification to the ox-push-relay service of the same Dovecot),
 against a loopback HTTP/1.1 receiver (a separate Python process: threaded, keep-alive,
 answers 204 at once, records time.monotonic() and the body of each request).
 
@@ -64,12 +65,15 @@ DEFAULTS = {
     "PERF_RECORD": 0,  # healthy runs: perf record -g the lmtp processes instead (OUT/perf-<run>.data)
     "MAIL_DEBUG": 0,
     "MAIL_LOCATION": "maildir:~/Maildir",  # e.g. sdbox:~/sdbox, mdbox:~/mdbox
-    "OX_EXTRA": "",  # extra ox_push driver options for (c), e.g. "spool_fsync=yes"
+    "OX_EXTRA": "",  # extra ox_push driver options for (c), e.g. "notification_id"
+    "RELAY_EXTRA": "",  # extra ox-push-relay options for (c), e.g. "--fsync"
 }
 
 KINDS = {"a": "no push", "b": "builtin", "c": "ox_push"}
 MAIL_LOCATION = DEFAULTS["MAIL_LOCATION"]  # set from the config in main()
 OX_EXTRA = ""
+RELAY_EXTRA = ""
+RELAY_BIN = os.environ.get("RELAY_BIN", "")
 METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
 
 
@@ -321,9 +325,12 @@ class Dovecot:
         os.chmod(t, 0o755)
         for sub in ("run", "state", "plugins", "home"):
             os.makedirs(os.path.join(t, sub))
+        # The relay's spool: its user's, mode 0700.
         self.spool = os.path.join(t, "spool")
         os.makedirs(self.spool)
-        os.chmod(self.spool, 0o1777)
+        os.chmod(self.spool, 0o700)
+        relay_user = pwd.getpwnam("ox-push")
+        os.chown(self.spool, relay_user.pw_uid, relay_user.pw_gid)
         mods = "/usr/lib/dovecot/modules"
         for name in os.listdir(mods):
             if name.endswith(".so"):
@@ -382,8 +389,11 @@ protocol imap {{
         if kind == "b":
             conf += f"plugin {{\n  push_notification_driver = ox:url={url} user_from_metadata timeout_msecs={timeout_msecs}\n}}\n"
         elif kind == "c":
+            conf += (f"service ox-push {{\n  executable = {RELAY_BIN} --spool {self.spool} {RELAY_EXTRA}\n"
+                     "  user = ox-push\n  process_limit = 1\n  process_min_avail = 1\n  vsz_limit = 1G\n"
+                     "  unix_listener ox-push {\n    mode = 0660\n    group = $default_internal_group\n  }\n}\n")
             conf += (f"plugin {{\n  push_notification_driver = ox:url={url} user_from_metadata "
-                     f"spool_dir={self.spool} timeout_msecs={timeout_msecs} {OX_EXTRA}\n}}\n")
+                     f"timeout_msecs={timeout_msecs} {OX_EXTRA}\n}}\n")
         self.conf = os.path.join(t, "dovecot.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -425,21 +435,22 @@ protocol imap {{
         except OSError:
             return ""
 
-    def lmtp_pids(self):
+    def lmtp_pids(self, names=("lmtp",)):
         out = []
         for d in os.listdir("/proc"):
             if d.isdigit():
                 st = proc_stat(int(d))
                 if st and st[0] == self.master:
                     self.children.add(int(d))
-                    if st[1] == "lmtp":
+                    if st[1] in names:
                         out.append(int(d))
         return sorted(out)
 
-    def cpu_ticks(self):
-        """{pid: utime+stime} of every lmtp process (all threads, incl. the sender)."""
+    def cpu_ticks(self, names=("lmtp", "ox-push-relay")):
+        """{pid: utime+stime} of every lmtp process and of the relay: what push costs
+        on this machine, wherever it runs."""
         out = {}
-        for pid in self.lmtp_pids():
+        for pid in self.lmtp_pids(names):
             st = proc_stat(pid)
             if st:
                 out[pid] = st[2]
@@ -747,6 +758,8 @@ class Bench:
             res = latency_stats(d, t0, t1)
             res.update(arrival_stats(d, rx.records()) if kind != "a" else {})
             res["cpu_us"] = ticks / hz * 1e6 / len(d)
+            relay = set(dc.lmtp_pids(("ox-push-relay",)))
+            res["relay_cpu_us"] = sum(cpu1[p] - cpu0.get(p, 0) for p in cpu1 if p in relay) / hz * 1e6 / len(d)
             res["perf_us"] = perf_ms * 1000 / len(d) if perf_ms is not None else None
             # The receiver shares the machine's CPUs with Dovecot: its cost per request
             # is part of what (b) and (c) pay in throughput.
@@ -908,11 +921,13 @@ def report(cfg, results):
             dup = "-" if k == "a" else str(sum(r["dup_subjects"] for r in rs))
             uid0 = "-" if k == "a" else str(sum(r["uid0"] for r in rs))
             rows.append([f"({k}) {KINDS[k]}", fmt(m("mps"), 0), fmt(m("p50"), 2), fmt(m("p99"), 2),
-                         fmt(m("max"), 1), arr, got, dup, uid0, fmt(m("cpu_us"), 0), fmt(m("perf_us"), 0),
+                         fmt(m("max"), 1), arr, got, dup, uid0, fmt(m("cpu_us"), 0),
+                         "-" if k != "c" else fmt(m("relay_cpu_us"), 0), fmt(m("perf_us"), 0),
                          fmt(m("rx_cpu_us"), 0)])
         out.append(table(["driver", "msg/s", "lat p50 ms", "lat p99 ms", "lat max ms",
                           "arrival p50/p99 ms", "arrived (all runs)", "dup", "uid 0",
-                          "CPU µs/msg (/proc)", "CPU µs/msg (perf)", "receiver CPU µs/req"], rows))
+                          "CPU µs/msg lmtp+relay (/proc)", "of it relay", "CPU µs/msg (perf)",
+                          "receiver CPU µs/req"], rows))
         ratios = []
         for k in "bc":
             per_run = lambda key: [x[k][key] / x["a"][key] if x["a"][key] else None  # noqa: E731
@@ -1024,6 +1039,7 @@ def main():
     cfg = dict(DEFAULTS)
     plugin = None
     outdir = None
+    relay = None
     for k in cfg:
         if k in os.environ:
             cfg[k] = type(DEFAULTS[k])(os.environ[k])
@@ -1031,19 +1047,26 @@ def main():
         k, _, v = a.lstrip("-").partition("=")
         if k == "plugin":
             plugin = v
+        elif k == "relay":
+            relay = v
         elif k == "out":
             outdir = v
         elif k.upper() in cfg:
             cfg[k.upper()] = type(DEFAULTS[k.upper()])(v)
         else:
             sys.exit(f"unknown argument {a}")
-    global MAIL_LOCATION, OX_EXTRA
+    global MAIL_LOCATION, OX_EXTRA, RELAY_EXTRA, RELAY_BIN
+    RELAY_BIN = relay or RELAY_BIN
     MAIL_LOCATION = cfg["MAIL_LOCATION"]
     OX_EXTRA = cfg["OX_EXTRA"]
+    RELAY_EXTRA = cfg["RELAY_EXTRA"]
     if os.geteuid() != 0:
         sys.exit("run as root (Dovecot's mail processes run as uid 5000+)")
     if not plugin or not os.path.exists(plugin):
         sys.exit("--plugin=PATH to libox_push.so is required")
+    if not RELAY_BIN or not os.path.exists(RELAY_BIN):
+        sys.exit("--relay=PATH to ox-push-relay is required")
+    pwd.getpwnam("ox-push")
     pwd.getpwnam("dovecot")
     pwd.getpwnam("dovenull")
     outdir = outdir or tempfile.mkdtemp(prefix="delivery-bench-")

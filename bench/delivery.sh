@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Delivery-path benchmark of the Dovecot plugin (issue 3): (a) no push, (b) Dovecot's
-# built-in ox driver, (c) ox_push, against a loopback HTTP receiver that is healthy,
-# hangs, or is down for OUTAGE_SECS. Builds the release plugin, then runs bench/delivery.py.
+# Delivery-path benchmark of the Dovecot plugin: (a) no push, (b) Dovecot's built-in ox
+# driver, (c) ox_push through the ox-push-relay service, against a loopback HTTP receiver
+# that is healthy, hangs, or is down for OUTAGE_SECS. Builds the release plugin and relay,
+# then runs bench/delivery.py.
 #
 # Usage (as root):  bench/delivery.sh [NAME=VALUE ...]      or      make bench
 # Env / arguments:  N=2000 CONNS=4 USERS=1 RUNS=3 WARMUP=40 HANG_N=40 HANG_RUNS=3 HANG_SECS=10 HANG_WAIT=30
@@ -21,15 +22,18 @@ WORK=$(mktemp -d /tmp/delivery-bench-plugin.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
 if [[ -z "${PLUGIN_SO:-}" ]]; then
-  (cd "$ROOT" && cargo build --release -q -p ox-push)
+  (cd "$ROOT" && cargo build --release -q -p ox-push -p ox-push-relay)
   PLUGIN_SO="${CARGO_TARGET_DIR:-$ROOT/target}/release/libox_push.so"
 fi
-# A private copy: a concurrent rebuild must not change the plugin under a running benchmark.
+RELAY=${RELAY:-$(dirname "$PLUGIN_SO")/ox-push-relay}
+# Private copies: a concurrent rebuild must not change them under a running benchmark.
 cp "$PLUGIN_SO" "$WORK/libox_push.so"
+cp "$RELAY" "$WORK/ox-push-relay"
+id -u ox-push >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ox-push
 # The loopback receiver, in Rust (it shares the CPUs with Dovecot); RECEIVER=python for the
 # Python one in delivery.py.
 if [[ "${RECEIVER:-rust}" == rust ]]; then
-  (cd "$ROOT" && cargo build --release -q --example bench_receiver)
+  (cd "$ROOT" && cargo build --release -q -p ox-push-relay --example bench_receiver)
   cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_receiver" "$WORK/bench_receiver"
   export RECEIVER_BIN="$WORK/bench_receiver"
 fi
@@ -39,7 +43,7 @@ echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cp
      "$(awk '/MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo)," \
      "Debian $(cat /etc/debian_version 2>/dev/null || echo '?'), Dovecot $(dovecot --version), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
-ARGS=(--plugin="$WORK/libox_push.so")
+ARGS=(--plugin="$WORK/libox_push.so" --relay="$WORK/ox-push-relay")
 [[ -n "${OUT:-}" ]] && ARGS+=(--out="$OUT")
 # The Python driver reads the other settings from the environment and NAME=VALUE arguments.
 timeout --foreground -s TERM -k 30 "${BENCH_TIMEOUT:-1200}" python3 "$ROOT/bench/delivery.py" "${ARGS[@]}" "$@"

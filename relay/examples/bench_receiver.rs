@@ -6,7 +6,8 @@
 //!
 //! Speaks the Python receiver's protocol: it prints `{"ready":true}`, then reads
 //! one command per line on stdin and answers one JSON line on stdout:
-//! `mode ok|hang`, `down`, `up`, `count`, `dump`, `clear`; `quit` ends it.
+//! `mode ok|hang`, `down`, `up`, `count` (requests, answered, connections
+//! accepted), `dump`, `clear`; `quit` ends it.
 //! Every request is recorded as `[t, body, answered, mode]`, `t` being
 //! CLOCK_MONOTONIC seconds when the body was read (Python's `time.monotonic()`).
 //! "hang": requests are read and never answered; when the mode goes back to
@@ -36,6 +37,8 @@ struct State {
     hang: bool,
     records: Vec<(f64, String, bool, &'static str)>,
     conns: Vec<TcpStream>,
+    /// Connections accepted so far.
+    accepted: usize,
     listener: Option<TcpListener>,
 }
 
@@ -59,7 +62,9 @@ impl Receiver {
             while let Ok((c, _)) = accept.accept() {
                 let _ = c.set_nodelay(true);
                 if let Ok(copy) = c.try_clone() {
-                    me.state.lock().unwrap().conns.push(copy);
+                    let mut st = me.state.lock().unwrap();
+                    st.conns.push(copy);
+                    st.accepted += 1;
                 }
                 let me = me.clone();
                 thread::spawn(move || me.serve(c));
@@ -144,6 +149,7 @@ impl Receiver {
                     "n": st.records.len(),
                     "ok": st.records.iter().filter(|r| r.2).count(),
                     "last": st.records.last().map(|r| r.0),
+                    "conns": st.accepted,
                 });
             }
             ["dump"] => {
