@@ -25,7 +25,7 @@ fn body(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn sent(socket: &PathBuf) -> u64 {
+fn sent(socket: &std::path::Path) -> u64 {
     let json = frame::request_stats(socket, Duration::from_secs(5)).expect("stats");
     let v: serde_json::Value = serde_json::from_slice(&json).expect("json");
     v["endpoints"]
