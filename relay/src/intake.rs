@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::log;
-use crate::Core;
+use crate::shared::Core;
 
 /// A frame must arrive whole within this time once it has begun.
 pub const PARTIAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,11 +78,7 @@ pub async fn serve(listener: UnixListener, core: Arc<Core>) {
         tokio::spawn(async move {
             let who = peer(&stream);
             if let Err(e) = client(stream, &core).await {
-                core.state
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .counters
-                    .protocol_errors += 1;
+                core.lock().counters.protocol_errors += 1;
                 log::warning(format!("relay client {who}: {e}; connection closed"));
             }
             core.clients.fetch_sub(1, Ordering::Relaxed);
@@ -140,11 +136,7 @@ async fn client(mut stream: UnixStream, core: &Core) -> Result<(), String> {
                     match f {
                         Frame::Notify { seq, item } => batch.push((seq, item)),
                         Frame::Report { dropped } => {
-                            core.state
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .counters
-                                .dropped_in_mail_processes += dropped;
+                            core.lock().counters.dropped_in_mail_processes += dropped;
                             log::warning(format!(
                                 "a mail process dropped {dropped} notification(s) before handing \
                                  them over (its queue was full while the relay did not take them)"
@@ -161,11 +153,7 @@ async fn client(mut stream: UnixStream, core: &Core) -> Result<(), String> {
             }
         };
         if !batch.is_empty() {
-            let acks = core
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .accept(batch);
+            let acks = core.lock().accept(batch);
             core.wake_new_endpoints();
             for (seq, status) in acks {
                 Frame::Ack { seq, status }.encode(&mut out)?;

@@ -3,18 +3,26 @@
 //!
 //! This file is glue: privileges, the log, the socket, the runtime, signals.
 //! The work is in [`intake`] (the socket mail processes write to), [`queue`]
-//! (what is pending, per endpoint), [`spool`] (the journal), [`send`] (HTTP to
-//! the middleware) and [`metrics`].
+//! (what is pending, per endpoint, and the counters of [`counters`]),
+//! [`spool`] (the journal, through [`safe_fs`]), [`send`] (HTTP to the
+//! middleware, one [`send::task`] per connection; [`outcome`] is what the
+//! scheduler and the senders tell each other) and [`metrics`]. [`shared`] is
+//! what the tasks share. Modules depend on each other in one direction only:
+//! intake and metrics on shared; shared on queue and send; queue on send, spool,
+//! outcome and counters; send on outcome; spool and send's TLS on safe_fs.
 
+mod counters;
 mod intake;
 mod listen;
 mod log;
 mod metrics;
+mod outcome;
 mod privileges;
 mod queue;
 mod safe_fs;
 mod send;
 mod settings;
+mod shared;
 mod spool;
 
 use std::process::ExitCode;
@@ -23,110 +31,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
-use crate::queue::{Outcome, State, Take};
-use crate::send::Peer;
+use crate::queue::State;
 use crate::settings::Settings;
+use crate::shared::Core;
 
-/// A sender task closes its kept-alive connection after this long unused.
-const IDLE_CLOSE: Duration = Duration::from_secs(60);
 /// How long a new relay waits for the spool lock of one that is stopping
 /// (Dovecot starts the new one at a reload before the old one is gone).
 const LOCK_WAIT: Duration = Duration::from_secs(15);
 /// Dovecot's FATAL_DEFAULT exit code: the master logs it as a fatal failure.
 const EXIT_FATAL: u8 = 89;
-
-/// What every task shares.
-pub struct Core {
-    pub state: Mutex<State>,
-    pub settings: Settings,
-    pub started: Instant,
-    /// Mail process connections open now.
-    pub clients: AtomicUsize,
-    /// Endpoints whose sender tasks run.
-    senders_started: Mutex<usize>,
-    shutdown: watch::Sender<bool>,
-}
-
-impl Core {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Starts the sender tasks of endpoints that appeared since the last call.
-    pub fn wake_new_endpoints(self: &Core) {
-        let mut known = self
-            .senders_started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let new = self.lock().endpoints_after(*known);
-        for (ep, peer, wake) in new {
-            *known = ep + 1;
-            for _ in 0..self.settings.concurrency {
-                let core = CORE.get().expect("core set before tasks").clone();
-                tokio::spawn(sender(core, ep, peer.clone(), wake.clone()));
-            }
-        }
-    }
-}
-
-static CORE: std::sync::OnceLock<Arc<Core>> = std::sync::OnceLock::new();
-
-/// One sender task of endpoint `ep`: takes items, sends them on its own
-/// kept-alive connection, reports the outcome.
-async fn sender(core: Arc<Core>, ep: usize, peer: Arc<Peer>, wake: Arc<Notify>) {
-    let mut shutdown = core.shutdown.subscribe();
-    let mut conn = None;
-    let mut last_used = Instant::now();
-    loop {
-        let notified = wake.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let take = core.lock().take(ep, Instant::now());
-        match take {
-            Take::Job(job) => {
-                let (outcome, connected) = tokio::select! {
-                    r = send::attempt(&peer, &mut conn, &job) => r,
-                    _ = shutdown.changed() => (Outcome::Abandoned, false),
-                };
-                let stop = matches!(outcome, Outcome::Abandoned);
-                {
-                    let mut s = core.lock();
-                    if connected {
-                        s.connected(ep);
-                    }
-                    s.complete(ep, job.id, outcome, Instant::now());
-                }
-                if stop {
-                    return;
-                }
-                last_used = Instant::now();
-            }
-            Take::Wait(until) => {
-                let idle = conn.is_some().then_some(last_used + IDLE_CLOSE);
-                let wake_at = match (until, idle) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                let sleep = async {
-                    match wake_at {
-                        Some(t) => tokio::time::sleep_until(t.into()).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = notified => {}
-                    _ = sleep => {}
-                    _ = shutdown.changed() => return,
-                }
-                if conn.is_some() && last_used.elapsed() >= IDLE_CLOSE {
-                    conn = None;
-                }
-            }
-        }
-    }
-}
 
 /// Resolves when Dovecot's master is gone: we hold the write end of a pipe
 /// whose read end the master holds, and it reports an error once the master
@@ -181,7 +96,7 @@ async fn run(core: Arc<Core>, listener: std::os::unix::net::UnixListener) {
             log::info("Dovecot's master is gone: stopping")
         }
     }
-    let _ = core.shutdown.send(true);
+    core.stop_senders();
     // Let the sender tasks put their items back.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut s = core.lock();
@@ -239,7 +154,7 @@ fn start(settings: Settings) -> Result<(Arc<Core>, std::os::unix::net::UnixListe
     ));
     let (shutdown, _) = watch::channel(false);
     let core = Arc::new(Core {
-        state: Mutex::new(state),
+        state: Arc::new(Mutex::new(state)),
         settings,
         started: Instant::now(),
         clients: AtomicUsize::new(0),
@@ -276,7 +191,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FATAL);
         }
     };
-    let _ = CORE.set(core.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()

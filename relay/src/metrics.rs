@@ -14,41 +14,11 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use crate::log;
-use crate::Core;
-
-/// Per endpoint, since the relay started.
-#[derive(Default, Clone, Debug)]
-pub struct EndpointCounters {
-    /// Taken from mail processes.
-    pub queued: u64,
-    pub sent: u64,
-    /// Failed attempts that were retried.
-    pub retried: u64,
-    pub dropped_age: u64,
-    pub dropped_size: u64,
-    /// Refused by the middleware (3xx, 4xx other than 408/429): not retried.
-    pub refused: u64,
-}
-
-/// For the relay as a whole.
-#[derive(Default, Clone, Debug)]
-pub struct Counters {
-    /// Notifications read back from the spool at start.
-    pub replayed: u64,
-    /// Resent by a mail process after a reconnect, already known.
-    pub duplicates: u64,
-    /// Records refused (malformed item, invalid URL).
-    pub records_refused: u64,
-    /// Connections closed for breaking the protocol.
-    pub protocol_errors: u64,
-    /// Dropped by mail processes before the relay saw them (reported).
-    pub dropped_in_mail_processes: u64,
-    pub journal_errors: u64,
-}
+use crate::shared::Core;
 
 /// Everything, as one JSON document.
 pub fn snapshot(core: &Core) -> Value {
-    let s = core.state.lock().unwrap_or_else(|e| e.into_inner());
+    let s = core.lock();
     let endpoints: Vec<Value> = s
         .endpoints
         .iter()

@@ -13,19 +13,18 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ox_push_record::frame::AckStatus;
-use ox_push_record::{EndpointUrl, Item, Policy, Target};
+use ox_push_record::{EndpointUrl, Item, Target};
 use tokio::sync::Notify;
 
+use crate::counters::{Counters, EndpointCounters};
 use crate::log;
-use crate::metrics::{Counters, EndpointCounters};
-use crate::send::{backoff, Peer};
+use crate::outcome::{backoff, Id, Job, Outcome, Take};
+use crate::send::Peer;
 use crate::spool::{Replayed, Spool};
-
-pub type Id = [u8; 16];
 
 /// How many ids of sent notifications are remembered to drop repeats.
 const RECENT_IDS: usize = 100_000;
@@ -55,44 +54,6 @@ pub struct Endpoint {
     pub counters: EndpointCounters,
     pub in_flight: usize,
     pub depth: usize,
-}
-
-/// The work a sender task gets.
-pub enum Take {
-    Job(Job),
-    /// Nothing to do before this time (None: until woken).
-    Wait(Option<Instant>),
-}
-
-pub struct Job {
-    pub id: Id,
-    pub body: Bytes,
-    pub policy: Policy,
-}
-
-/// How an attempt ended.
-#[derive(Debug)]
-pub enum Outcome {
-    Sent {
-        status: u16,
-        reason: String,
-    },
-    /// 3xx, or 4xx other than 408 and 429: the middleware refused it for good.
-    Refused {
-        status: u16,
-        reason: String,
-    },
-    /// Worth another try after a delay (its own, or the server's Retry-After).
-    Retry {
-        why: String,
-        retry_after: Option<Duration>,
-    },
-    /// No connection could be made (lookup, connect, TLS): pause the endpoint.
-    NoConnection {
-        why: String,
-    },
-    /// The task stopped (shutdown): the item stays pending.
-    Abandoned,
 }
 
 /// Ids of recently finished notifications, oldest forgotten first.

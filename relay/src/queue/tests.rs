@@ -1,5 +1,6 @@
 use super::*;
 use ox_push_record::{Policy, Target};
+use std::time::Duration;
 
 fn item(n: u8, url: &str) -> Item {
     Item {

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::Peer;
-use crate::queue::Job;
+use crate::outcome::Job;
 
 /// hyper needs at least this much read buffer.
 const MIN_BUF: usize = 8192;

@@ -9,32 +9,16 @@
 //! bounded by the notification's `timeout_msecs`.
 
 pub mod http;
+pub mod task;
 mod tls;
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ox_push_record::{EndpointUrl, Target};
 
-use crate::queue::{Job, Outcome};
-
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
-
-/// Exponential backoff with ±25 % jitter: 100 ms, 200 ms, ... capped at 5 s.
-pub fn backoff(failures: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let base = exp.min(BACKOFF_CAP);
-    // A random number without a crate: the standard library's hasher keys
-    // are random per process, and the counter makes each call differ.
-    static CALLS: AtomicUsize = AtomicUsize::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_usize(CALLS.fetch_add(1, Ordering::Relaxed));
-    let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
-    base.mul_f64(0.75 + unit * 0.5)
-}
+use crate::outcome::{Job, Outcome};
 
 /// One endpoint as the senders see it.
 pub struct Peer {
@@ -169,15 +153,6 @@ pub async fn attempt(peer: &Peer, conn: &mut Option<http::Conn>, job: &Job) -> (
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_jitters() {
-        assert!(backoff(1) <= Duration::from_millis(125));
-        assert!(backoff(3) >= Duration::from_millis(300));
-        assert!(backoff(30) <= Duration::from_millis(6250));
-        let all: std::collections::HashSet<_> = (0..20).map(|_| backoff(5)).collect();
-        assert!(all.len() > 1, "jitter");
-    }
 
     #[test]
     fn classification_as_the_retry_rules_say() {
