@@ -174,9 +174,10 @@ fn spooled_notifications_survive_a_dovecot_restart() {
     let reqs = wait_count(&cap, 3, || dc.log());
     let got: BTreeSet<String> = subjects(&reqs).into_iter().collect();
     assert_eq!(got, ["p1", "p2", "p3"].map(String::from).into());
+    // Dovecot's log process may write a service's first lines late.
     assert!(
-        dc.log()
-            .contains("Replaying 3 notification(s) from the spool"),
+        dc.wait_log(WAIT, |l| l
+            .contains("Replaying 3 notification(s) from the spool")),
         "{}",
         dc.log()
     );
