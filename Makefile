@@ -49,6 +49,7 @@ demo: deps
 
 bench: deps
 	@bench/delivery.sh
+	@bench/relay.sh
 
 bench-middleware: deps
 	@bench/middleware-load.sh
