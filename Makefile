@@ -6,7 +6,7 @@ PLUGIN_SO := lib30_ox_push_plugin.so
 RELEASE_DIR := target/release
 SPOOL_DIR ?= /var/spool/dovecot-ox-push
 
-.PHONY: all deps plugin install header lint test demo bench bench-middleware clean
+.PHONY: all deps plugin install header lint test demo bench bench-middleware clean dovecot-2.4
 
 all: plugin
 
@@ -55,6 +55,12 @@ bench: deps
 
 bench-middleware: deps
 	@bench/middleware-load.sh
+
+# A Debian 13 root with Debian's Dovecot 2.4.1, cached outside the clone
+# (OX_PUSH_TRIXIE_ROOT, default /var/cache/ox-push/trixie). Its last output
+# line is the path of that Dovecot's dovecot-config.
+dovecot-2.4:
+	@scripts/dovecot-2.4.sh
 
 clean:
 	$(CARGO) clean
