@@ -6,7 +6,7 @@ PLUGIN_SO := lib30_ox_push_plugin.so
 RELEASE_DIR := target/release
 SPOOL_DIR ?= /var/spool/dovecot-ox-push
 
-.PHONY: all deps plugin install header lint test demo bench bench-middleware clean dovecot-2.4
+.PHONY: all deps plugin install header lint test demo bench bench-middleware clean dovecot-2.4 dovecot-2.4-smoke
 
 all: plugin
 
@@ -61,6 +61,11 @@ bench-middleware: deps
 # line is the path of that Dovecot's dovecot-config.
 dovecot-2.4:
 	@scripts/dovecot-2.4.sh
+
+# A private Dovecot 2.4 in that root: built-in ox driver, LMTP and LDA
+# deliveries, a plain service program under the 2.4 master (about 5 s).
+dovecot-2.4-smoke: dovecot-2.4
+	@scripts/dovecot-2.4-smoke.sh "$$(scripts/dovecot-2.4.sh 2>/dev/null | tail -n 1)"
 
 clean:
 	$(CARGO) clean
