@@ -6,7 +6,8 @@ PLUGIN_SO := lib30_ox_push_plugin.so
 RELEASE_DIR := target/release
 SPOOL_DIR ?= /var/spool/dovecot-ox-push
 
-.PHONY: all deps plugin install header lint test demo bench bench-middleware clean dovecot-2.4 dovecot-2.4-smoke
+.PHONY: all deps plugin install header lint test demo bench bench-middleware clean dovecot-2.4 dovecot-2.4-smoke \
+	settings-module dovecot-2.4-settings-test
 
 all: plugin
 
@@ -66,6 +67,16 @@ dovecot-2.4:
 # deliveries, a plain service program under the 2.4 master (about 5 s).
 dovecot-2.4-smoke: dovecot-2.4
 	@scripts/dovecot-2.4-smoke.sh "$$(scripts/dovecot-2.4.sh 2>/dev/null | tail -n 1)"
+
+# The Dovecot 2.4 settings module (C, not part of the cdylib) for the Dovecot
+# that DOVECOT_CONFIG describes: target/dovecot-<ABI>/libox_push_settings.so.
+DOVECOT_CONFIG ?= /usr/lib/dovecot/dovecot-config
+settings-module:
+	@dovecot-plugin/settings/build.sh "$(DOVECOT_CONFIG)"
+
+# The settings module in the 2.4 root: doveconf and a mail process (about 5 s).
+dovecot-2.4-settings-test: dovecot-2.4
+	@scripts/dovecot-2.4-settings-test.sh "$$(scripts/dovecot-2.4.sh 2>/dev/null | tail -n 1)"
 
 clean:
 	$(CARGO) clean
