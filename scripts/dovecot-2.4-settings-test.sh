@@ -31,14 +31,19 @@ tin=${t#"$root"}
 failures=0
 
 master_pid() { cat "$t/run/master.pid" 2>/dev/null || true; }
-cleanup() {
-	local rc=$? pid
+stop_master() {
+	local pid
 	pid=$(master_pid)
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		kill -TERM "$pid"
 		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
 	fi
+	return 0
+}
+cleanup() {
+	local rc=$?
+	stop_master
 	if [ $rc != 0 ] && [ -f "$t/dovecot.log" ]; then
 		echo "--- dovecot.log (last 30 lines)" >&2
 		tail -n 30 "$t/dovecot.log" >&2
@@ -188,13 +193,17 @@ check_bad "ox_push_spool_dir = /var/spool/x"
 check_bad "user_from_metadata = yes"
 
 echo "==> 4. a mail process reads them per block (test plugin, LMTP delivery)"
-# shellcheck disable=SC2016 # the inner shell expands $1..$5
-unshare --mount --propagation private -- sh -c \
-	'mount -t proc proc "$2/proc" && mount --bind "$1" "$2$3" && exec chroot "$2" /usr/sbin/dovecot -c "$4"' \
-	sh "$t/settings" "$root" "$settings_dir" "$tin/dovecot.conf"
-python3 "$helper" wait-greeting "$lmtp_port" 15
-printf 'From: bob@example.org\r\nSubject: settings\r\n\r\nbody\r\n' >"$t/msg.eml"
-python3 "$helper" lmtp "$lmtp_port" alice "$t/msg.eml"
+# Starts the master with the given config, delivers one message to alice.
+start_and_deliver() {
+	# shellcheck disable=SC2016 # the inner shell expands $1..$4
+	unshare --mount --propagation private -- sh -c \
+		'mount -t proc proc "$2/proc" && mount --bind "$1" "$2$3" && exec chroot "$2" /usr/sbin/dovecot -c "$4"' \
+		sh "$t/settings" "$root" "$settings_dir" "$1"
+	python3 "$helper" wait-greeting "$lmtp_port" 15
+	printf 'From: bob@example.org\r\nSubject: settings\r\n\r\nbody\r\n' >"$t/msg.eml"
+	python3 "$helper" lmtp "$lmtp_port" alice "$t/msg.eml"
+}
+start_and_deliver "$tin/dovecot.conf"
 python3 "$helper" wait-log "$t/dovecot.log" 'lmtp(alice)' 10
 grep -a 'ox-push-settings-test' "$t/dovecot.log" | grep -a 'lmtp(alice)' |
 	sed 's/^.*ox-push-settings-test: //'
@@ -204,8 +213,25 @@ expect() {
 expect "ox: ox_push_relay_socket=$tin/run/ox-push ox_push_max_age=1800s ox_push_shutdown_timeout=100ms ox_push_folders=INBOX ox_push_events=messageNew ox_push_notification_id=no"
 expect "ox2: ox_push_relay_socket=/run/ox-push/relay ox_push_max_age=3600s ox_push_shutdown_timeout=2000ms ox_push_folders=INBOX,Work,Sent Items ox_push_events=messageNew,messageRead,flagsSet ox_push_notification_id=yes"
 expect "ox2: ox_url=http://login:secret@127.0.0.1:9/preliminary/http-notify/v1/notify ox_cache_ttl=10000ms ox_user_from_metadata=yes http_client_request_timeout=2000ms http_client_request_max_attempts=2 ssl_client_ca_file=$tin/ca.pem (22 bytes of PEM)"
+expect "ox: settings_try_get_filter(ox_push) = 0"
+expect "ox2: settings_try_get_filter(ox_push) = 1"
 if grep -a -E ': (Error|Fatal|Panic):' "$t/dovecot.log"; then
 	failures=$((failures + 1))
 fi
+
+echo "==> 5. a mail process whose config lacks the module cannot read the info"
+stop_master
+rm "$t/settings/libox_push_settings.so"
+mv "$t/dovecot.log" "$t/dovecot-4.log"
+{
+	base_conf
+	printf 'push_notification ox {\n  ox_url = http://127.0.0.1:9/notify\n}\n'
+} >"$t/nomodule.conf"
+start_and_deliver "$tin/nomodule.conf"
+python3 "$helper" wait-log "$t/dovecot.log" 'lmtp(alice)' 10
+grep -a 'ox-push-settings-test: ox:' "$t/dovecot.log" | grep -a 'lmtp(alice)' | head -n 1 |
+	sed 's/^.*ox-push-settings-test: //'
+expect "Configuration has no settings struct named 'push_notification_ox_push'"
+
 echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"
 [ $failures = 0 ]

@@ -37,6 +37,24 @@ static const char *test_list(const ARRAY_TYPE(const_string) *list)
 	return t_strarray_join(settings_boollist_get(list), ",");
 }
 
+/* settings_get_filter() finds a block only for an info that has keys set in
+   it: for ox_push's optional keys it fails ("Filter push_notification=<name>
+   unexpectedly not found") in a block that sets none of them. */
+static void test_log_try_filter(struct mail_user *user, const char *name)
+{
+	const struct ox_push_settings *set;
+	const char *error;
+	int ret;
+
+	ret = settings_try_get_filter(user->event, "push_notification", name,
+				      &ox_push_setting_parser_info, 0,
+				      &set, &error);
+	if (ret > 0)
+		settings_free(set);
+	e_info(user->event, TEST_LOG_PREFIX "%s: settings_try_get_filter(ox_push) = %d%s%s",
+	       name, ret, ret < 0 ? ": " : "", ret < 0 ? error : "");
+}
+
 /* ox_push's keys: settings_get() on an event carrying the block's list
    filter name. Works whether or not the block sets any of them. */
 static void test_log_ox_push(struct mail_user *user, struct event *event,
@@ -130,6 +148,7 @@ static void test_mail_user_created(struct mail_user *user)
 			settings_event_add_list_filter_name(
 				event, "push_notification", name);
 			test_log_ox_push(user, event, name);
+			test_log_try_filter(user, name);
 			test_log_builtin(user, event, name);
 			event_unref(&event);
 		} T_END;
