@@ -172,12 +172,14 @@ capture_pid=$!
 echo "==> doveconf -n (inside the root)"
 chroot "$root" doveconf -c "$tin/dovecot.conf" -n | grep -v '^# \(OS\|Hostname\)'
 echo "==> starting Dovecot: $(chroot "$root" dovecot --version), root $root, dir $tin"
+started_ms=$(( $(date +%s%N) / 1000000 ))
 # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
 unshare --mount --propagation private -- sh -c \
 	'mount -t proc proc "$1/proc" && exec chroot "$1" /usr/sbin/dovecot -c "$2"' \
 	sh "$root" "$tin/dovecot.conf"
 python3 "$helper" wait-greeting "$lmtp_port" 15
 python3 "$helper" wait-greeting "$imap_port" 15
+echo "ready after $(( $(date +%s%N) / 1000000 - started_ms )) ms"
 
 in_root doveadm -c "$tin/dovecot.conf" mailbox metadata set -u alice -s "" \
 	/private/vendor/vendor.dovecot/http-notify "user=3@1"
