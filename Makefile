@@ -8,7 +8,8 @@ SPOOL_DIR ?= /var/spool/dovecot-ox-push
 DOVECOT_CONFIG ?= /usr/lib/dovecot/dovecot-config
 export SPOOL_DIR DOVECOT_CONFIG
 
-.PHONY: all deps plugin install header lint test demo bench bench-middleware clean
+.PHONY: all deps plugin install header lint test demo bench bench-middleware clean dovecot-2.4 dovecot-2.4-smoke \
+	settings-module dovecot-2.4-settings-test
 
 all: plugin
 
@@ -53,6 +54,27 @@ bench: deps
 
 bench-middleware: deps
 	@bench/middleware-load.sh
+
+# A Debian 13 root with Debian's Dovecot 2.4.1, cached outside the clone
+# (OX_PUSH_TRIXIE_ROOT, default /var/cache/ox-push/trixie). Its last output
+# line is the path of that Dovecot's dovecot-config.
+dovecot-2.4:
+	@scripts/dovecot-2.4.sh
+
+# A private Dovecot 2.4 in that root: built-in ox driver, LMTP and LDA
+# deliveries, a plain service program under the 2.4 master (about 5 s).
+dovecot-2.4-smoke: dovecot-2.4
+	@scripts/dovecot-2.4-smoke.sh "$$(scripts/dovecot-2.4.sh 2>/dev/null | tail -n 1)"
+
+# The Dovecot 2.4 settings module (C, not part of the cdylib) for the Dovecot
+# that DOVECOT_CONFIG describes: target/dovecot-<ABI>/libox_push_settings.so.
+DOVECOT_CONFIG ?= /usr/lib/dovecot/dovecot-config
+settings-module:
+	@dovecot-plugin/settings/build.sh "$(DOVECOT_CONFIG)"
+
+# The settings module in the 2.4 root: doveconf and a mail process (about 5 s).
+dovecot-2.4-settings-test: dovecot-2.4
+	@scripts/dovecot-2.4-settings-test.sh "$$(scripts/dovecot-2.4.sh 2>/dev/null | tail -n 1)"
 
 clean:
 	$(CARGO) clean
