@@ -107,6 +107,59 @@ pub fn first_report(raw: &str) -> bool {
     REPORTED.with_borrow_mut(|set| set.len() < 64 && set.insert(raw.to_string()))
 }
 
+/// The endpoint URL, or the one error line that disables the instance.
+pub(crate) fn parse_url(raw: &str) -> Result<EndpointUrl, String> {
+    EndpointUrl::parse(raw).map_err(|e| {
+        // Only the scheme: the rest may hold a part of a password (one with a
+        // space in it is cut by the tokenizer, and its halves land anywhere).
+        let shown = match raw.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://..."),
+            None if raw.starts_with('/') => "(a path)".to_string(),
+            None => "(not a URL)".to_string(),
+        };
+        format!(
+            "Failed to parse OX REST URL {shown}: {e} (expected an absolute http:// or https:// \
+             URL); this driver instance is disabled"
+        )
+    })
+}
+
+/// The event mask of a list of event names; unknown names are complaints.
+pub(crate) fn parse_events<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    shown: &str,
+    warnings: &mut Vec<Complaint>,
+) -> u32 {
+    let mut mask = 0;
+    for name in names.into_iter().filter(|n| !n.is_empty()) {
+        match Event::from_wire_name(name) {
+            Some(e) => mask |= e.bit(),
+            None => warnings.push(Complaint::Warning(format!(
+                "Unknown event {name:?} in {shown}: expected a list of messageNew, \
+                 messageRead, messageTrash, messageExpunge, flagsSet, flagsClear; ignoring it"
+            ))),
+        }
+    }
+    if mask == 0 {
+        warnings.push(Complaint::Warning(format!(
+            "No valid event in {shown}; using messageNew"
+        )));
+        mask = Event::MessageNew.bit();
+    }
+    mask
+}
+
+/// Which folders a list of names means (`*` alone: all).
+pub(crate) fn parse_folders(list: Vec<String>) -> Folders {
+    if list.len() == 1 && list[0] == "*" {
+        Folders::All
+    } else if list.is_empty() {
+        Folders::List(vec!["INBOX".to_string()])
+    } else {
+        Folders::List(list)
+    }
+}
+
 /// Splits the raw config the way the push_notification framework does.
 pub fn tokenize(raw: &str) -> BTreeMap<&str, &str> {
     let mut map = BTreeMap::new();
@@ -151,19 +204,7 @@ pub fn parse(raw: &str) -> Result<(Config, Vec<Complaint>), String> {
          this driver instance is disabled"
             .to_string()
     })?;
-    let url = EndpointUrl::parse(url_raw).map_err(|e| {
-        // Only the scheme: the rest may hold a part of a password (one with a
-        // space in it is cut by the tokenizer, and its halves land anywhere).
-        let shown = match url_raw.split_once("://") {
-            Some((scheme, _)) => format!("{scheme}://..."),
-            None if url_raw.starts_with('/') => "(a path)".to_string(),
-            None => "(not a URL)".to_string(),
-        };
-        format!(
-            "Failed to parse OX REST URL {shown}: {e} (expected an absolute http:// or https:// \
-             URL); this driver instance is disabled"
-        )
-    })?;
+    let url = parse_url(url_raw)?;
 
     let cache_lifetime = match map.get("cache_lifetime") {
         None => DEFAULT_CACHE_LIFETIME_SECS,
@@ -221,8 +262,7 @@ pub fn parse(raw: &str) -> Result<(Config, Vec<Complaint>), String> {
     };
 
     let folders = match map.get("folders") {
-        None => Folders::List(vec!["INBOX".to_string()]),
-        Some(&"*") => Folders::All,
+        None => parse_folders(Vec::new()),
         Some(v) => {
             let list: Vec<String> = v
                 .split(',')
@@ -234,35 +274,14 @@ pub fn parse(raw: &str) -> Result<(Config, Vec<Complaint>), String> {
                     "Invalid folders={v}: expected a comma-separated list of mailbox names or *; \
                      using INBOX"
                 )));
-                Folders::List(vec!["INBOX".to_string()])
-            } else {
-                Folders::List(list)
             }
+            parse_folders(list)
         }
     };
 
     let events = match map.get("events") {
         None => Event::MessageNew.bit(),
-        Some(v) => {
-            let mut mask = 0;
-            for name in v.split(',').filter(|n| !n.is_empty()) {
-                match Event::from_wire_name(name) {
-                    Some(e) => mask |= e.bit(),
-                    None => warnings.push(Complaint::Warning(format!(
-                        "Unknown event {name:?} in events={v}: expected a comma-separated list of \
-                         messageNew, messageRead, messageTrash, messageExpunge, flagsSet, \
-                         flagsClear; ignoring it"
-                    ))),
-                }
-            }
-            if mask == 0 {
-                warnings.push(Complaint::Warning(format!(
-                    "No valid event in events={v}; using messageNew"
-                )));
-                mask = Event::MessageNew.bit();
-            }
-            mask
-        }
+        Some(v) => parse_events(v.split(','), &format!("events={v}"), &mut warnings),
     };
 
     for key in map.keys() {
@@ -366,6 +385,9 @@ fn bool_or_default(
         }
     }
 }
+
+mod blocks;
+pub use blocks::{from_block, BlockSettings};
 
 #[cfg(test)]
 mod tests;

@@ -92,12 +92,40 @@ pub fn metadata_user(value: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Instance {
-    /// Parses the config (once per process and line) and sets up the relay
-    /// client. A bad config gives one error line per process and a disabled
-    /// instance; `quiet` (autocreated users such as LDA's raw user) suppresses
-    /// the config lines.
+    /// Dovecot 2.3: parses the driver line (once per process and line) and
+    /// sets up the relay client. A bad config gives one error line per process
+    /// and a disabled instance; `quiet` (autocreated users such as LDA's raw
+    /// user) suppresses the config lines.
     pub fn new(
         raw: &str,
+        username: &[u8],
+        base_dir: &Path,
+        tls: TlsSettings,
+        quiet: bool,
+        log: &dyn Sink,
+    ) -> Instance {
+        let parsed = config::parse_cached(raw);
+        Instance::build(parsed, raw, username, base_dir, tls, quiet, log)
+    }
+
+    /// Dovecot 2.4: the same from a `push_notification <name> { }` block.
+    pub fn from_block(
+        block: &config::BlockSettings<'_>,
+        username: &[u8],
+        base_dir: &Path,
+        tls: TlsSettings,
+        quiet: bool,
+        log: &dyn Sink,
+    ) -> Instance {
+        let parsed = Rc::new(config::from_block(block));
+        // Complaints once per process and block (the key is never logged).
+        let key = format!("{block:?}");
+        Instance::build(parsed, &key, username, base_dir, tls, quiet, log)
+    }
+
+    fn build(
+        parsed: Rc<config::Parsed>,
+        report_key: &str,
         username: &[u8],
         base_dir: &Path,
         tls: TlsSettings,
@@ -110,10 +138,9 @@ impl Instance {
             username: username.to_vec(),
             cache: None,
         };
-        let parsed = config::parse_cached(raw);
         // Autocreated users (LDA's and LMTP's raw user) never speak, and the
         // first real one speaks for the whole process.
-        let speak = !quiet && config::first_report(raw);
+        let speak = !quiet && config::first_report(report_key);
         let ok = match &*parsed {
             Err(e) => {
                 if speak {
