@@ -188,6 +188,8 @@ fn plant(marker: &str) -> Planted {
     lchown(&spool_dir.join("0"), UID);
     needles.push(spool_dir.join("0").display().to_string());
     needles.push("userspool".to_string());
+    // The old default spool_dir: nothing looks there either.
+    needles.push("/var/spool/dovecot-ox-push".to_string());
     Planted {
         _dir: dir,
         spool_dir,
@@ -255,7 +257,7 @@ fn replay_old_spool_attacks(idle: Duration, kill_relay: bool) -> Replay {
                 cap.url("login:pw@", "/one"),
                 planted.spool_dir.display()
             ),
-            // The old default spool (/var/spool/dovecot-ox-push) in effect.
+            // No spool_dir=: the old default, /var/spool/dovecot-ox-push.
             format!("ox:url={} user_from_metadata", cap.url("", "/two")),
         ],
     ));
@@ -268,14 +270,14 @@ fn replay_old_spool_attacks(idle: Duration, kill_relay: bool) -> Replay {
         "relay not below master"
     );
     let mut strace = Strace::attach(&tree, &dc.path().join("strace.out"));
-    let mut subjects = Vec::new();
+    let mut delivered = Vec::new();
     let mut delivery_times = Vec::new();
     let mut deliver = |dc: &Dovecot, subject: String| {
         let t = Instant::now();
         let reply = dc.lmtp(&["alice"], &simple_message(&subject));
         delivery_times.push(t.elapsed());
         assert!(reply[0].starts_with("250"), "{reply:?}\n{}", dc.log());
-        subjects.push(subject);
+        delivered.push(subject);
     };
     for i in 0..4 {
         deliver(&dc, format!("before-{i}"));
@@ -332,13 +334,13 @@ fn replay_old_spool_attacks(idle: Duration, kill_relay: bool) -> Replay {
         Duration::from_secs(30),
     );
     assert_eq!(code, Some(0), "dovecot-lda\n{}", dc.log());
-    subjects.push("by-lda".into());
-    let got = cap.wait_for(2 * subjects.len(), WAIT);
+    delivered.push("by-lda".into());
+    let got = cap.wait_for(2 * delivered.len(), WAIT);
     assert_eq!(
         got.len(),
-        2 * subjects.len(),
+        2 * delivered.len(),
         "{:?}\n{}",
-        subjects_of(&got),
+        subjects(&got),
         dc.log()
     );
     // Time for anything forged to follow.
@@ -350,13 +352,9 @@ fn replay_old_spool_attacks(idle: Duration, kill_relay: bool) -> Replay {
         planted,
         trace,
         delivery_times,
-        subjects,
+        subjects: delivered,
         peaks_kb,
     }
-}
-
-fn subjects_of(reqs: &[Captured]) -> Vec<String> {
-    subjects(reqs)
 }
 
 impl Replay {

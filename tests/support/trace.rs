@@ -174,17 +174,13 @@ impl Strace {
     /// Detaches from every traced process and waits for strace to end;
     /// returns everything it recorded.
     pub fn stop(&mut self) -> String {
-        if let Some(mut c) = self.child.take() {
+        if let Some(c) = self.child.take() {
             // SIGINT: strace detaches cleanly, the tracees run on.
             // SAFETY: signalling our own child.
             unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
-            let until = Instant::now() + Duration::from_secs(10);
-            while c.try_wait().unwrap().is_none() {
-                if Instant::now() > until {
-                    let _ = c.kill();
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
+            let mut guard = KillOnDrop(c);
+            // Else SIGKILL (the kernel detaches its tracees) when dropped.
+            let _ = guard.wait_timeout(Duration::from_secs(10));
         }
         self.output()
     }
