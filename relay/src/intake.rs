@@ -102,6 +102,10 @@ async fn client(mut stream: UnixStream, core: &Core) -> Result<(), String> {
     let max = core.settings.max_record_size;
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut out = Vec::new();
+    // When the frame being read must be whole: PARTIAL_TIMEOUT after its first
+    // bytes, not after the last read (a byte now and then must not keep an
+    // incomplete frame alive).
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         // Reads of up to 16 KiB; the frame header is checked as soon as it is
         // in, so the buffer never holds more than one record plus one read.
@@ -109,7 +113,9 @@ async fn client(mut stream: UnixStream, core: &Core) -> Result<(), String> {
         let read = if buf.is_empty() {
             stream.read_buf(&mut buf).await
         } else {
-            match tokio::time::timeout(PARTIAL_TIMEOUT, stream.read_buf(&mut buf)).await {
+            let until =
+                *deadline.get_or_insert_with(|| tokio::time::Instant::now() + PARTIAL_TIMEOUT);
+            match tokio::time::timeout_at(until, stream.read_buf(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => {
                     let why = format!(
@@ -171,6 +177,10 @@ async fn client(mut stream: UnixStream, core: &Core) -> Result<(), String> {
             return Err(why);
         }
         buf.drain(..used);
+        if used > 0 {
+            // What is left is the start of the next frame.
+            deadline = None;
+        }
         // Room for the rest of the frame being read, never beyond the bound.
         if buf.capacity() > 2 * (max + HEADER_LEN) {
             buf.shrink_to(max + HEADER_LEN);

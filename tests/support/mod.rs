@@ -15,9 +15,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod capture;
+mod hostile;
 mod relay;
+mod trace;
 pub use capture::*;
+pub use hostile::*;
 pub use relay::*;
+pub use trace::*;
 
 pub const METADATA_KEY: &str = "/private/vendor/vendor.dovecot/http-notify";
 
