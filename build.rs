@@ -4,31 +4,74 @@
 //!    flag bits), from `dovecot-plugin/wrapper.h`, into `$OUT_DIR/dovecot_sys.rs`.
 //! 2. cbindgen: the C view of `src/ffi.rs`. The committed `include/ox_push.h` must
 //!    equal the generated one; the build fails when it is stale (run `make header`).
-//! 3. cc: the C shim (`dovecot-plugin/ox-push-plugin.c`, the driver, and
-//!    `ox-push-maildir-lock.c`), against Dovecot's headers.
+//! 3. cc: the C shim (`dovecot-plugin/ox-push-plugin.c`, the driver;
+//!    `ox-push-config.c`, the settings; `ox-push-maildir-lock.c`), against
+//!    Dovecot's headers; for Dovecot 2.4 also `settings/ox-push-settings.c`.
 //!
-//! One environment variable says where Dovecot is: `DOVECOT_INCLUDE_DIR`
-//! (default `/usr/include/dovecot`, Debian's `dovecot-dev`).
+//! Where Dovecot's headers are: `DOVECOT_INCLUDE_DIR`, or else the Dovecot
+//! that `DOVECOT_CONFIG` (a `dovecot-config` file, possibly inside a root made
+//! by `make dovecot-2.4`) describes, or else `/usr/include/dovecot` (Debian's
+//! `dovecot-dev`). The headers' config.h says which Dovecot it is.
 
 use std::env;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_INCLUDE_DIR: &str = "/usr/include/dovecot";
+
+/// The include directory of the Dovecot a `dovecot-config` describes; a file
+/// at `<root>/usr/lib/dovecot/dovecot-config` belongs to the Dovecot in `<root>`.
+fn include_dir_of(config: &Path) -> PathBuf {
+    let text = fs::read_to_string(config)
+        .unwrap_or_else(|e| panic!("DOVECOT_CONFIG={}: {e}", config.display()));
+    let dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dovecot_pkgincludedir="))
+        .unwrap_or(DEFAULT_INCLUDE_DIR)
+        .trim_matches('"')
+        .to_string();
+    let config = config.to_string_lossy();
+    let root = config
+        .strip_suffix("/usr/lib/dovecot/dovecot-config")
+        .unwrap_or("");
+    PathBuf::from(format!("{root}{dir}"))
+}
+
+/// (major, minor) from config.h's DOVECOT_VERSION_MAJOR/MINOR.
+fn version(config_h: &Path) -> (u32, u32) {
+    let text = fs::read_to_string(config_h).unwrap_or_default();
+    let get = |name: &str| -> u32 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("#define {name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (get("DOVECOT_VERSION_MAJOR"), get("DOVECOT_VERSION_MINOR"))
+}
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let include_dir = PathBuf::from(
-        env::var("DOVECOT_INCLUDE_DIR").unwrap_or_else(|_| DEFAULT_INCLUDE_DIR.to_string()),
-    );
+    let include_dir = match (
+        env::var_os("DOVECOT_INCLUDE_DIR"),
+        env::var_os("DOVECOT_CONFIG"),
+    ) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(config)) => include_dir_of(Path::new(&config)),
+        (None, None) => PathBuf::from(DEFAULT_INCLUDE_DIR),
+    };
     println!("cargo:rerun-if-env-changed=DOVECOT_INCLUDE_DIR");
+    println!("cargo:rerun-if-env-changed=DOVECOT_CONFIG");
     println!("cargo:rerun-if-env-changed=OX_PUSH_UPDATE_HEADER");
     for input in [
         "dovecot-plugin/wrapper.h",
         "dovecot-plugin/ox-push-plugin.c",
+        "dovecot-plugin/ox-push-config.c",
+        "dovecot-plugin/ox-push-config.h",
         "dovecot-plugin/ox-push-maildir-lock.c",
         "dovecot-plugin/ox-push-maildir-lock.h",
+        "dovecot-plugin/settings/ox-push-settings.c",
+        "dovecot-plugin/settings/ox-push-settings.h",
         "cbindgen.toml",
         "src/ffi.rs",
         "src/module.rs",
@@ -40,8 +83,9 @@ fn main() {
     println!("cargo:rerun-if-changed={}", config_h.display());
     if !config_h.exists() {
         panic!(
-            "Dovecot headers not found: {} does not exist. Install Debian's dovecot-dev \
-             or set DOVECOT_INCLUDE_DIR to the directory holding Dovecot's config.h.",
+            "Dovecot headers not found: {} does not exist. Install Debian's dovecot-dev, \
+             or set DOVECOT_CONFIG to a Dovecot's dovecot-config, or DOVECOT_INCLUDE_DIR to \
+             the directory holding its config.h.",
             config_h.display()
         );
     }
@@ -56,6 +100,8 @@ fn main() {
         .clang_arg(format!("-I{}", include_dir.display()))
         .clang_arg("-DHAVE_CONFIG_H")
         .allowlist_var("DOVECOT_ABI_VERSION")
+        .allowlist_var("DOVECOT_VERSION_MAJOR")
+        .allowlist_var("DOVECOT_VERSION_MINOR")
         .allowlist_type("push_notification_event_message_flags")
         .allowlist_type("mail_flags")
         .rustified_enum("push_notification_event_message_flags")
@@ -93,18 +139,31 @@ fn main() {
     }
 
     // 3. The C shim, with Dovecot's flags (from dovecot-config) and headers.
+    let dovecot_2_4 = version(&config_h) >= (2, 4);
     let mut build = cc::Build::new();
     build
         .file("dovecot-plugin/ox-push-plugin.c")
+        .file("dovecot-plugin/ox-push-config.c")
         .file("dovecot-plugin/ox-push-maildir-lock.c")
         .include(&include_dir)
         .include(manifest_dir.join("include"))
         .define("HAVE_CONFIG_H", None)
-        .flag_if_supported("-std=gnu99")
+        .flag_if_supported(if dovecot_2_4 {
+            "-std=gnu11"
+        } else {
+            "-std=gnu99"
+        })
         .flag_if_supported("-Wmissing-prototypes")
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-fvisibility=default")
         .warnings(true);
+    if dovecot_2_4 {
+        // The info of our ox_push_* keys; the settings module is built from
+        // the same file (dovecot-plugin/settings/build.sh).
+        build
+            .file("dovecot-plugin/settings/ox-push-settings.c")
+            .include(manifest_dir.join("dovecot-plugin/settings"));
+    }
     build.compile("ox_push_shim");
     // Dovecot symbols resolve at dlopen time against the already loaded
     // process (RTLD_GLOBAL), as for every Dovecot plugin.

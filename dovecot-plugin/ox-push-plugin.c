@@ -16,7 +16,6 @@
 #include "mail-namespace.h"
 #include "mail-storage-private.h"
 #include "mailbox-attribute.h"
-#include "iostream-ssl.h"
 
 #include "push-notification-plugin.h"
 #include "push-notification-drivers.h"
@@ -27,7 +26,17 @@
 #include "push-notification-txn-msg.h"
 
 #include "ox_push.h"
+#include "ox-push-config.h"
 #include "ox-push-maildir-lock.h"
+
+#if DOVECOT_PREREQ(2, 4, 0)
+/* 2.4 hands event_init the driver's event (for its log lines). */
+#  define OX_PUSH_EVENT_INIT(dtxn, name, config, ouser) \
+	push_notification_event_init(dtxn, name, config, (ouser)->event)
+#else
+#  define OX_PUSH_EVENT_INIT(dtxn, name, config, ouser) \
+	push_notification_event_init(dtxn, name, config)
+#endif
 
 #define OX_PUSH_LOG_PREFIX "push-notification-ox: "
 #define OX_PUSH_METADATA_KEY \
@@ -67,8 +76,11 @@ static OxPushBytes ox_push_bytes(const char *str)
 	return b;
 }
 
-static void
-ox_push_log_write(void *ctx, OxPushLogLevel level, const char *msg, uintptr_t len)
+void ox_push_log_write(void *ctx, OxPushLogLevel level, const char *msg,
+		       uintptr_t len);
+
+void ox_push_log_write(void *ctx, OxPushLogLevel level, const char *msg,
+		       uintptr_t len)
 {
 	struct event *event = ctx;
 
@@ -118,45 +130,54 @@ static void ox_push_client_wakeup(void *context ATTR_UNUSED)
 	ox_push_log_flush();
 }
 
-static int
-ox_push_driver_init(struct push_notification_driver_config *config,
-		    struct mail_user *user, pool_t pool, void **context,
-		    const char **error_r ATTR_UNUSED)
+static struct ox_push_user *ox_push_user_new(struct mail_user *user, pool_t pool)
 {
 	struct ox_push_user *ouser;
-	struct ssl_iostream_settings ssl_set;
-	OxPushUserSettings set;
 
 	ouser = p_new(pool, struct ox_push_user, 1);
 	ouser->event = event_create(user->event);
 	event_add_category(ouser->event, &event_category_push_notification);
 	event_set_append_log_prefix(ouser->event, OX_PUSH_LOG_PREFIX);
-
-	mail_user_init_ssl_client_settings(user, &ssl_set);
-	i_zero(&set);
-	set.username = user->username;
-	set.base_dir = user->set->base_dir;
-	set.ca_file = ssl_set.ca_file;
-	set.ca_dir = ssl_set.ca_dir;
-	set.verify_cert = !ssl_set.allow_invalid_cert;
-	set.debug = user->mail_debug || event_want_debug(ouser->event);
-	set.quiet = user->autocreated;
-	if (set.debug) {
+	if (event_want_debug(ouser->event)) {
 		/* The relay client's debug lines are written with the
 		   process-wide event: let them through when any user asked for
 		   debug. */
 		event_set_forced_debug(ox_push_event, TRUE);
 	}
+	return ouser;
+}
 
-	/* Never fail init: a broken entry disables only this instance, and the
-	   push_notification_driverN entries after it keep working. */
-	ouser->inst = ox_push_instance_new(
-		config->raw_config == NULL ? "" : config->raw_config,
-		&set, ox_push_log_write, ouser->event);
+/* Never fails: a broken entry disables only this instance, and the entries
+   after it keep working. */
+#if DOVECOT_PREREQ(2, 4, 0)
+static int
+ox_push_driver_init(struct mail_user *user, pool_t pool, const char *name,
+		    void **context, const char **error_r ATTR_UNUSED)
+{
+	struct ox_push_user *ouser = ox_push_user_new(user, pool);
+
+	ouser->inst = ox_push_config_instance_new(user, ouser->event, name);
 	ox_push_log_flush();
 	*context = ouser;
 	return 0;
 }
+#else
+static int
+ox_push_driver_init(struct push_notification_driver_config *config,
+		    struct mail_user *user, pool_t pool, void **context,
+		    const char **error_r ATTR_UNUSED)
+{
+	struct ox_push_user *ouser = ox_push_user_new(user, pool);
+
+	if (user->mail_debug)
+		event_set_forced_debug(ox_push_event, TRUE);
+	ouser->inst = ox_push_config_instance_new(user, ouser->event,
+						  config->raw_config);
+	ox_push_log_flush();
+	*context = ouser;
+	return 0;
+}
+#endif
 
 static void
 ox_push_metadata_lookup(struct push_notification_driver_txn *dtxn,
@@ -208,26 +229,26 @@ ox_push_events_subscribe(struct push_notification_driver_txn *dtxn,
 
 		config = p_new(pool, struct push_notification_event_messagenew_config, 1);
 		config->flags = ox_push_messagenew_flags();
-		push_notification_event_init(dtxn, "MessageNew", config);
+		OX_PUSH_EVENT_INIT(dtxn, "MessageNew", config, ouser);
 		e_debug(ouser->event, "Handling MessageNew event");
 	}
 	if ((events & OX_PUSH_EVENT_MESSAGE_READ) != 0)
-		push_notification_event_init(dtxn, "MessageRead", NULL);
+		OX_PUSH_EVENT_INIT(dtxn, "MessageRead", NULL, ouser);
 	if ((events & OX_PUSH_EVENT_MESSAGE_TRASH) != 0)
-		push_notification_event_init(dtxn, "MessageTrash", NULL);
+		OX_PUSH_EVENT_INIT(dtxn, "MessageTrash", NULL, ouser);
 	if ((events & OX_PUSH_EVENT_MESSAGE_EXPUNGE) != 0)
-		push_notification_event_init(dtxn, "MessageExpunge", NULL);
+		OX_PUSH_EVENT_INIT(dtxn, "MessageExpunge", NULL, ouser);
 	if ((events & OX_PUSH_EVENT_FLAGS_SET) != 0) {
 		struct push_notification_event_flagsset_config *config;
 
 		config = p_new(pool, struct push_notification_event_flagsset_config, 1);
-		push_notification_event_init(dtxn, "FlagsSet", config);
+		OX_PUSH_EVENT_INIT(dtxn, "FlagsSet", config, ouser);
 	}
 	if ((events & OX_PUSH_EVENT_FLAGS_CLEAR) != 0) {
 		struct push_notification_event_flagsclear_config *config;
 
 		config = p_new(pool, struct push_notification_event_flagsclear_config, 1);
-		push_notification_event_init(dtxn, "FlagsClear", config);
+		OX_PUSH_EVENT_INIT(dtxn, "FlagsClear", config, ouser);
 	}
 }
 
@@ -460,6 +481,7 @@ void ox_push_shim_init(void *module)
 	push_notification_driver_unregister(&push_notification_driver_ox);
 	push_notification_driver_register(&ox_push_driver);
 	ox_push_maildir_lock_init(module);
+	ox_push_config_init(module);
 
 	if (current_ioloop == NULL)
 		return;
@@ -497,5 +519,6 @@ void ox_push_shim_deinit(void)
 	push_notification_driver_unregister(&ox_push_driver);
 	push_notification_driver_register(&push_notification_driver_ox);
 	ox_push_maildir_lock_deinit();
+	ox_push_config_deinit();
 	event_unref(&ox_push_event);
 }

@@ -48,6 +48,8 @@
 
 
 
+
+
 typedef enum OxPushLogLevel {
   OX_PUSH_LOG_LEVEL_DEBUG = 0,
   OX_PUSH_LOG_LEVEL_INFO = 1,
@@ -98,6 +100,36 @@ typedef struct OxPushUserSettings {
 // Writes one log line. `msg` is UTF-8, not NUL-terminated, valid for the call.
 typedef void (*OxPushLogFn)(void *ctx, enum OxPushLogLevel level, const char *msg, uintptr_t len);
 
+// Dovecot 2.4: the values of one `push_notification <name> { }` block, as
+// Dovecot's settings parser typed them. Strings are NUL-terminated, NULL for
+// "" is fine; lists carry their count. Everything is borrowed for the call.
+typedef struct OxPushBlockSettings {
+  // The block's name.
+  const char *name;
+  // `ox_url`.
+  const char *url;
+  // `ox_user_from_metadata`.
+  bool user_from_metadata;
+  // `ox_cache_ttl` (milliseconds).
+  uint64_t cache_ttl_msecs;
+  // The block's `http_client_request_timeout` (0: lib-http's one minute).
+  uint32_t request_timeout_msecs;
+  // `ox_push_max_age` (seconds).
+  uint32_t max_age_secs;
+  // `ox_push_shutdown_timeout` (milliseconds).
+  uint32_t shutdown_timeout_msecs;
+  // `ox_push_folders`: `folders_count` names.
+  const char *const *folders;
+  uintptr_t folders_count;
+  // `ox_push_events`: `events_count` names.
+  const char *const *events;
+  uintptr_t events_count;
+  // `ox_push_notification_id`.
+  bool notification_id;
+  // `ox_push_relay_socket` ("" or NULL: `<base_dir>/ox-push`).
+  const char *relay_socket;
+} OxPushBlockSettings;
+
 // A borrowed byte string; `ptr == NULL` means absent.
 typedef struct OxPushBytes {
   const uint8_t *ptr;
@@ -138,10 +170,11 @@ extern const StaticPtr ox_push_plugin_version;
 // `ox_push_plugin_dependencies`: `push_notification` must be loaded first.
 extern const StaticPtr ox_push_plugin_dependencies[2];
 
-// Creates the instance for one `push_notification_driverN = ox:<raw_config>`
-// of one user. Never NULL unless `raw_config` or `settings` is NULL or Rust
-// panicked; a bad config gives an instance that is disabled
-// (`ox_push_instance_enabled` is false) after one error line through `log`.
+// Dovecot 2.3: creates the instance for one
+// `push_notification_driverN = ox:<raw_config>` of one user. Never NULL unless
+// `raw_config` or `settings` is NULL or Rust panicked; a bad config gives an
+// instance that is disabled (`ox_push_instance_enabled` is false) after one
+// error line through `log` (once per process).
 //
 // # Safety
 // `raw_config` and `settings` (and its strings) must be valid for the call;
@@ -150,6 +183,16 @@ struct OxPushInstance *ox_push_instance_new(const char *raw_config,
                                             const struct OxPushUserSettings *settings,
                                             OxPushLogFn log,
                                             void *log_ctx);
+
+// Dovecot 2.4: the same for one `push_notification <name> { }` block.
+//
+// # Safety
+// `block` and `settings` (and everything they point to) must be valid for
+// the call; `log_ctx` must stay valid until `ox_push_instance_free`.
+struct OxPushInstance *ox_push_instance_new_block(const struct OxPushBlockSettings *block,
+                                                  const struct OxPushUserSettings *settings,
+                                                  OxPushLogFn log,
+                                                  void *log_ctx);
 
 // Releases an instance; NULL is fine.
 //

@@ -215,10 +215,98 @@ unsafe fn cstr<'a>(p: *const c_char) -> Option<&'a CStr> {
     }
 }
 
-/// Creates the instance for one `push_notification_driverN = ox:<raw_config>`
-/// of one user. Never NULL unless `raw_config` or `settings` is NULL or Rust
-/// panicked; a bad config gives an instance that is disabled
-/// (`ox_push_instance_enabled` is false) after one error line through `log`.
+/// Dovecot 2.4: the values of one `push_notification <name> { }` block, as
+/// Dovecot's settings parser typed them. Strings are NUL-terminated, NULL for
+/// "" is fine; lists carry their count. Everything is borrowed for the call.
+#[repr(C)]
+pub struct OxPushBlockSettings {
+    /// The block's name.
+    pub name: *const c_char,
+    /// `ox_url`.
+    pub url: *const c_char,
+    /// `ox_user_from_metadata`.
+    pub user_from_metadata: bool,
+    /// `ox_cache_ttl` (milliseconds).
+    pub cache_ttl_msecs: u64,
+    /// The block's `http_client_request_timeout` (0: lib-http's one minute).
+    pub request_timeout_msecs: u32,
+    /// `ox_push_max_age` (seconds).
+    pub max_age_secs: u32,
+    /// `ox_push_shutdown_timeout` (milliseconds).
+    pub shutdown_timeout_msecs: u32,
+    /// `ox_push_folders`: `folders_count` names.
+    pub folders: *const *const c_char,
+    pub folders_count: usize,
+    /// `ox_push_events`: `events_count` names.
+    pub events: *const *const c_char,
+    pub events_count: usize,
+    /// `ox_push_notification_id`.
+    pub notification_id: bool,
+    /// `ox_push_relay_socket` ("" or NULL: `<base_dir>/ox-push`).
+    pub relay_socket: *const c_char,
+}
+
+/// The parts of [`OxPushUserSettings`] every instance needs, copied.
+struct UserParts<'a> {
+    username: &'a [u8],
+    base_dir: String,
+    tls: TlsSettings,
+    quiet: bool,
+}
+
+/// Builds an instance under the guard; `make` gets the user's parts.
+///
+/// # Safety
+/// `settings` (and its strings) must be NULL or valid for the call; `log_ctx`
+/// must stay valid until `ox_push_instance_free`.
+unsafe fn new_instance(
+    name: &str,
+    settings: *const OxPushUserSettings,
+    log: OxPushLogFn,
+    log_ctx: *mut c_void,
+    make: impl FnOnce(&UserParts<'_>, &ShimLog) -> Option<Instance>,
+) -> *mut OxPushInstance {
+    install_panic_hook();
+    // SAFETY: settings is NULL or valid for the call (contract).
+    let set = unsafe { settings.as_ref() };
+    let sink = ShimLog {
+        f: log,
+        ctx: log_ctx,
+        debug: set.is_some_and(|s| s.debug),
+    };
+    guard(name, Some(&sink), std::ptr::null_mut(), || {
+        let Some(set) = set else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: the settings' strings are NULL or valid for the call (contract).
+        let opt = |p| unsafe { cstr(p) }.map(|c| c.to_string_lossy().into_owned());
+        let parts = UserParts {
+            // SAFETY: as above.
+            username: unsafe { cstr(set.username) }.map_or(&b""[..], |c| c.to_bytes()),
+            base_dir: opt(set.base_dir).unwrap_or_else(|| "/run/dovecot".to_string()),
+            tls: TlsSettings {
+                ca_file: opt(set.ca_file),
+                ca_dir: opt(set.ca_dir),
+                verify: set.verify_cert,
+            },
+            quiet: set.quiet,
+        };
+        match make(&parts, &sink) {
+            Some(inner) => Box::into_raw(Box::new(OxPushInstance {
+                inner,
+                log: sink,
+                last_user: Vec::new(),
+            })),
+            None => std::ptr::null_mut(),
+        }
+    })
+}
+
+/// Dovecot 2.3: creates the instance for one
+/// `push_notification_driverN = ox:<raw_config>` of one user. Never NULL unless
+/// `raw_config` or `settings` is NULL or Rust panicked; a bad config gives an
+/// instance that is disabled (`ox_push_instance_enabled` is false) after one
+/// error line through `log` (once per process).
 ///
 /// # Safety
 /// `raw_config` and `settings` (and its strings) must be valid for the call;
@@ -230,50 +318,86 @@ pub unsafe extern "C" fn ox_push_instance_new(
     log: OxPushLogFn,
     log_ctx: *mut c_void,
 ) -> *mut OxPushInstance {
-    install_panic_hook();
-    // SAFETY: settings is valid for the call (contract).
-    let debug = unsafe { settings.as_ref() }.is_some_and(|s| s.debug);
-    let sink = ShimLog {
-        f: log,
-        ctx: log_ctx,
-        debug,
-    };
-    guard(
-        "ox_push_instance_new",
-        Some(&sink),
-        std::ptr::null_mut(),
-        || {
-            // SAFETY: contract of this function.
-            let (Some(raw), Some(set)) =
-                (unsafe { cstr(raw_config) }, unsafe { settings.as_ref() })
-            else {
-                return std::ptr::null_mut();
-            };
-            // SAFETY: contract of this function.
-            let username = unsafe { cstr(set.username) }.map_or(&b""[..], |c| c.to_bytes());
-            // SAFETY: the settings' strings are NULL or valid for the call (contract).
-            let opt = |p| unsafe { cstr(p) }.map(|c| c.to_string_lossy().into_owned());
-            let tls = TlsSettings {
-                ca_file: opt(set.ca_file),
-                ca_dir: opt(set.ca_dir),
-                verify: set.verify_cert,
-            };
-            let base_dir = opt(set.base_dir).unwrap_or_else(|| "/run/dovecot".to_string());
-            let inner = Instance::new(
-                &raw.to_string_lossy(),
-                username,
-                Path::new(&base_dir),
-                tls,
-                set.quiet,
-                &sink,
-            );
-            Box::into_raw(Box::new(OxPushInstance {
-                inner,
-                log: sink,
-                last_user: Vec::new(),
-            }))
-        },
-    )
+    // SAFETY: contract of this function.
+    let raw = unsafe { cstr(raw_config) };
+    // SAFETY: contract of this function.
+    unsafe {
+        new_instance("ox_push_instance_new", settings, log, log_ctx, |u, sink| {
+            let raw = raw?.to_string_lossy();
+            Some(Instance::new(
+                &raw,
+                u.username,
+                Path::new(&u.base_dir),
+                u.tls.clone(),
+                u.quiet,
+                sink,
+            ))
+        })
+    }
+}
+
+/// Dovecot 2.4: the same for one `push_notification <name> { }` block.
+///
+/// # Safety
+/// `block` and `settings` (and everything they point to) must be valid for
+/// the call; `log_ctx` must stay valid until `ox_push_instance_free`.
+#[no_mangle]
+pub unsafe extern "C" fn ox_push_instance_new_block(
+    block: *const OxPushBlockSettings,
+    settings: *const OxPushUserSettings,
+    log: OxPushLogFn,
+    log_ctx: *mut c_void,
+) -> *mut OxPushInstance {
+    // SAFETY: contract of this function.
+    let block = unsafe { block.as_ref() };
+    // SAFETY: contract of this function.
+    unsafe {
+        new_instance(
+            "ox_push_instance_new_block",
+            settings,
+            log,
+            log_ctx,
+            |u, sink| {
+                let b = block?;
+                let s = |p| cstr(p).map_or(std::borrow::Cow::Borrowed(""), |c| c.to_string_lossy());
+                let list = |p: *const *const c_char, n: usize| -> Vec<std::borrow::Cow<'_, str>> {
+                    if p.is_null() {
+                        return Vec::new();
+                    }
+                    std::slice::from_raw_parts(p, n)
+                        .iter()
+                        .map(|e| s(*e))
+                        .collect()
+                };
+                let (name, url, socket) = (s(b.name), s(b.url), s(b.relay_socket));
+                let events = list(b.events, b.events_count);
+                let settings = crate::config::BlockSettings {
+                    name: &name,
+                    url: &url,
+                    user_from_metadata: b.user_from_metadata,
+                    cache_ttl_msecs: b.cache_ttl_msecs,
+                    request_timeout_msecs: b.request_timeout_msecs,
+                    max_age_secs: b.max_age_secs,
+                    shutdown_timeout_msecs: b.shutdown_timeout_msecs,
+                    folders: list(b.folders, b.folders_count)
+                        .into_iter()
+                        .map(|c| c.into_owned())
+                        .collect(),
+                    events: events.iter().map(|c| c.as_ref()).collect(),
+                    notification_id: b.notification_id,
+                    relay_socket: &socket,
+                };
+                Some(Instance::from_block(
+                    &settings,
+                    u.username,
+                    Path::new(&u.base_dir),
+                    u.tls.clone(),
+                    u.quiet,
+                    sink,
+                ))
+            },
+        )
+    }
 }
 
 /// Releases an instance; NULL is fine.

@@ -6,24 +6,36 @@
 //! header values here are raw bytes, possibly invalid UTF-8), writes upper-case
 //! `\u001F`, and leaves U+2028/U+2029 raw. Hence this small writer.
 
-/// Appends `bytes` to `out` escaped exactly as Dovecot 2.3's `json_append_escaped`:
+/// Whether control characters are escaped with upper-case hex (`\u001B`), as
+/// Dovecot 2.4's `json_append_escaped` does; 2.3 writes `\u001b`. Decided by
+/// the headers the plugin is built against: byte-identical means identical to
+/// the built-in driver of the Dovecot that runs it.
+pub const UPPER_HEX: bool = crate::sys::DOVECOT_2_4;
+
+/// Appends `bytes` to `out` escaped exactly as the running Dovecot's
+/// `json_append_escaped` ([`escape_with`] with [`UPPER_HEX`]).
+pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    escape_with(out, bytes, UPPER_HEX);
+}
+
+/// Appends `bytes` to `out` escaped as Dovecot's `json_append_escaped`:
 /// `"` `\` `\b` `\f` `\n` `\r` `\t` as such, other bytes below 0x20 as `\u00xx` with
-/// lower-case hex, U+2028/U+2029 as `\u2028`/`\u2029`, every byte of invalid UTF-8
+/// lower-case hex (2.3) or upper-case (`upper`, 2.4), U+2028/U+2029 as `\u2028`/`\u2029`, every byte of invalid UTF-8
 /// as a raw U+FFFD (the bytes EF BF BD, not the escape `\ufffd`: Dovecot appends
 /// `UNICODE_REPLACEMENT_CHAR_UTF8`; the differential test pins this), everything
 /// else (0x7F and all valid non-ASCII) raw.
-pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+pub fn escape_with(out: &mut Vec<u8>, bytes: &[u8], upper: bool) {
     let mut rest = bytes;
     while !rest.is_empty() {
         match std::str::from_utf8(rest) {
             Ok(valid) => {
-                escape_str(out, valid);
+                escape_str(out, valid, upper);
                 return;
             }
             Err(e) => {
                 let (valid, after) = rest.split_at(e.valid_up_to());
                 // SAFETY-free: `valid_up_to` guarantees this prefix is UTF-8.
-                escape_str(out, std::str::from_utf8(valid).unwrap_or_default());
+                escape_str(out, std::str::from_utf8(valid).unwrap_or_default(), upper);
                 // Dovecot replaces each invalid byte on its own (it decodes one
                 // byte at a time when a sequence is broken), so a truncated
                 // 3-byte sequence gives as many U+FFFD as it has bytes.
@@ -37,7 +49,7 @@ pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-fn escape_str(out: &mut Vec<u8>, s: &str) {
+fn escape_str(out: &mut Vec<u8>, s: &str, upper: bool) {
     for ch in s.chars() {
         match ch {
             '"' => out.extend_from_slice(b"\\\""),
@@ -50,7 +62,12 @@ fn escape_str(out: &mut Vec<u8>, s: &str) {
             '\u{2028}' => out.extend_from_slice(b"\\u2028"),
             '\u{2029}' => out.extend_from_slice(b"\\u2029"),
             c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+                let hex = if upper {
+                    format!("\\u{:04X}", c as u32)
+                } else {
+                    format!("\\u{:04x}", c as u32)
+                };
+                out.extend_from_slice(hex.as_bytes());
             }
             c => {
                 let mut buf = [0u8; 4];

@@ -32,6 +32,10 @@ pub const MESSAGENEW_FLAGS: u32 = MessageFlags::PUSH_NOTIFICATION_MESSAGE_HDR_FR
     | MessageFlags::PUSH_NOTIFICATION_MESSAGE_HDR_SUBJECT as u32
     | MessageFlags::PUSH_NOTIFICATION_MESSAGE_BODY_SNIPPET as u32;
 
+/// Built against Dovecot 2.4 or later headers (config.h's version).
+pub const DOVECOT_2_4: bool = raw::DOVECOT_VERSION_MAJOR > 2
+    || (raw::DOVECOT_VERSION_MAJOR == 2 && raw::DOVECOT_VERSION_MINOR >= 4);
+
 /// `DOVECOT_ABI_VERSION`, NUL-terminated, from the bound config.h.
 pub const ABI_VERSION: &std::ffi::CStr =
     match std::ffi::CStr::from_bytes_with_nul(raw::DOVECOT_ABI_VERSION) {

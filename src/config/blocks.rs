@@ -95,7 +95,11 @@ mod tests {
     fn a_block_with_defaults_is_the_2_3_default_config() {
         let (c, w) = from_block(&block()).unwrap();
         assert!(w.is_empty());
-        assert_eq!(c.cache_lifetime, Duration::from_secs(60), "ox_cache_ttl is milliseconds");
+        assert_eq!(
+            c.cache_lifetime,
+            Duration::from_secs(60),
+            "ox_cache_ttl is milliseconds"
+        );
         assert_eq!(c.timeout, Duration::from_secs(60), "lib-http's default");
         assert_eq!(c.events, Event::MessageNew.bit());
         assert!(c.folders.watches(b"INBOX") && !c.folders.watches(b"Other"));

@@ -1,8 +1,9 @@
 use super::*;
 
+/// As Dovecot 2.3 escapes (lower-case hex).
 fn esc(b: &[u8]) -> String {
     let mut out = Vec::new();
-    escape_into(&mut out, b);
+    escape_with(&mut out, b, false);
     String::from_utf8(out).unwrap()
 }
 
@@ -14,6 +15,22 @@ fn escapes_like_dovecot() {
     assert_eq!(esc(b"\x7f"), "\x7f");
     assert_eq!(esc("\u{2028}x\u{2029}".as_bytes()), r"\u2028x\u2029");
     assert_eq!(esc("é😀".as_bytes()), "é😀");
+}
+
+#[test]
+fn dovecot_2_4_writes_control_characters_in_upper_case_hex() {
+    let mut out = Vec::new();
+    escape_with(&mut out, b"\x1b[0m\x01\n", true);
+    assert_eq!(String::from_utf8(out).unwrap(), r"\u001B[0m\u0001\n");
+    // The build's own choice follows the headers it was built against.
+    let mut out = Vec::new();
+    escape_into(&mut out, b"\x1b");
+    let want = if crate::sys::DOVECOT_2_4 {
+        r"\u001B"
+    } else {
+        r"\u001b"
+    };
+    assert_eq!(String::from_utf8(out).unwrap(), want);
 }
 
 #[test]
