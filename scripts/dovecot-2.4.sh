@@ -34,8 +34,8 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 # What the root holds. Changing this list (or RECIPE_VERSION, for any other
 # change in how the root is made) makes the next run rebuild it.
 PACKAGES=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-dev)
-RECIPE_VERSION=1
-RECIPE="ox-push trixie root v$RECIPE_VERSION: debootstrap --variant=minbase $SUITE; apt-get install ${PACKAGES[*]}"
+RECIPE_VERSION=3
+RECIPE="ox-push trixie root v$RECIPE_VERSION: debootstrap --variant=minbase $SUITE; apt-get install ${PACKAGES[*]}; useradd ox-push"
 STAMP_NAME=.ox-push-root
 CONFIG_REL=usr/lib/dovecot/dovecot-config
 
@@ -88,6 +88,12 @@ build_root() {
 	fi
 	rm -f "$target.apt.log"
 	chroot "$target" apt-get clean
+	# debootstrap writes no /etc/hosts: localhost must resolve (tests use it).
+	printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
+		>"$target/etc/hosts"
+	# The relay's user, as `make install` and the package create it.
+	chroot "$target" useradd --system --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin ox-push
 	umount "$target/proc"
 
 	{

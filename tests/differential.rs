@@ -148,9 +148,10 @@ fn corpus_requests_are_identical_to_the_builtin_driver() {
         mismatches.len(),
         mismatches.join("\n")
     );
-    // The built-in driver logs the password at debug level; ours never does.
+    // 2.3's built-in driver logs the password at debug level (2.4's no
+    // longer does); ours never does.
     assert!(
-        builtin.2.contains("login:s3cr%2Bt@"),
+        dovecot_env().v24 || builtin.2.contains("login:s3cr%2Bt@"),
         "expected the built-in driver's leak as a control"
     );
     assert!(

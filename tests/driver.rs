@@ -163,8 +163,13 @@ fn nothing_is_sent_without_activation_or_outside_inbox_delivery() {
     );
 }
 
+/// Dovecot 2.3: the driver line's own problems (2.4 checks its blocks' types
+/// itself; see `bad_blocks_on_dovecot_2_4`).
 #[test]
 fn bad_config_disables_only_that_instance_and_delivery_succeeds() {
+    if dovecot_env().v24 {
+        return;
+    }
     let cap = Capture::start();
     let good = format!(
         "ox:url={} user_from_metadata",
@@ -257,11 +262,16 @@ fn metadata_value_forms() {
 fn https_with_dovecot_ssl_client_ca_file() {
     let (cap, ca_pem) = Capture::start_tls();
     let untrusted = Capture::start_tls().0;
-    let ca_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca_file.path(), ca_pem).unwrap();
-    chmod(ca_file.path(), 0o644);
+    // Where Dovecot (and the relay, which reads it) can see it.
+    let ca_dir = dovecot_env().tempdir("oxpush-ca-");
+    let ca_file = ca_dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    chmod(&ca_file, 0o644);
     let dc = Dovecot::start(DovecotOpts {
-        extra: vec![format!("ssl_client_ca_file = {}", ca_file.path().display())],
+        extra: vec![format!(
+            "ssl_client_ca_file = {}",
+            dovecot_env().inner(&ca_file)
+        )],
         ..DovecotOpts::new(
             Driver::OxPush,
             vec![
@@ -355,11 +365,13 @@ fn lmtp_process_runs_no_extra_thread_and_host_names_work() {
         cap.port
     )]);
     dc.set_metadata("alice", "user=3@1");
-    let msgs: Vec<Vec<u8>> = (0..3)
-        .map(|i| simple_message(&format!("thread-{i}")))
-        .collect();
-    let replies = dc.lmtp_session("alice", &msgs);
-    assert!(replies.iter().all(|r| r.starts_with("250")), "{replies:?}");
+    // Open while the threads are counted (Dovecot 2.4 ends the lmtp process
+    // with its connection).
+    let mut conn = LmtpConn::open(dc.lmtp_port);
+    for i in 0..3 {
+        let r = conn.deliver("s@example.org", &["alice"], &simple_message(&format!("thread-{i}")));
+        assert!(r[0].starts_with("250"), "{r:?}");
+    }
     assert_eq!(cap.wait_for(3, WAIT).len(), 3, "{}", dc.log());
     let lmtp = dc.children("lmtp");
     assert!(!lmtp.is_empty());
@@ -376,4 +388,106 @@ fn lmtp_process_runs_no_extra_thread_and_host_names_work() {
     for pid in lmtp {
         assert_eq!(threads(pid), 1, "lmtp process {pid} has extra threads");
     }
+}
+
+/// Dovecot 2.4: a block that cannot work (no `ox_url`; Dovecot's own config
+/// check refuses a bad URL before anything starts) disables only itself, once
+/// per process; the other blocks deliver.
+#[test]
+fn bad_blocks_on_dovecot_2_4_disable_only_themselves() {
+    if !dovecot_env().v24 {
+        return;
+    }
+    let cap = Capture::start();
+    let dc = Dovecot::start(DovecotOpts {
+        extra: vec![
+            "push_notification ox {\n  ox_user_from_metadata = yes\n}".into(),
+            format!(
+                "push_notification good {{\n  driver = ox\n  ox_url = {}\n  \
+                 ox_user_from_metadata = yes\n}}",
+                cap.url("u:topsecret@", "/good")
+            ),
+        ],
+        ..DovecotOpts::new(Driver::OxPush, Vec::new())
+    });
+    dc.set_metadata("alice", "user=3@1");
+    assert!(dc.lmtp(&["alice"], &simple_message("lmtp"))[0].starts_with("250 "));
+    assert_eq!(dc.lda("alice", &simple_message("lda")), 0, "{}", dc.log());
+    let reqs = cap.wait_for(2, WAIT);
+    assert_eq!(reqs.len(), 2, "{}", dc.log());
+    let log = dc.log();
+    assert!(
+        log.contains("Error: push-notification-ox: push_notification ox { } has no ox_url"),
+        "{log}"
+    );
+    assert!(!log.contains("topsecret"), "password in log:\n{log}");
+    // Once per process (LMTP, LDA), not per (raw) user.
+    assert_eq!(log.matches("has no ox_url").count(), 2, "{log}");
+}
+
+/// Dovecot 2.4: the settings module teaches doveconf our keys: it shows their
+/// defaults and refuses bad values with a message naming the key.
+#[test]
+fn doveconf_knows_and_checks_the_ox_push_keys_on_dovecot_2_4() {
+    if !dovecot_env().v24 {
+        return;
+    }
+    let cap = Capture::start();
+    let dc = ours(vec![format!(
+        "ox:url={} user_from_metadata max_age=5mins events=messageNew,flagsSet",
+        cap.url("", "/n")
+    )]);
+    let out = dc.command("doveconf").arg("-n").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // doveconf shows a key by its shortest name in the block (in a block
+    // named ox: push_max_age for push_notification_ox_push_max_age).
+    assert!(text.contains("max_age = 5mins"), "{text}");
+    assert!(text.contains("events = messageNew flagsSet"), "{text}");
+    let all = dc.command("doveconf").arg("-d").output().unwrap();
+    let all = String::from_utf8_lossy(&all.stdout);
+    assert!(all.contains("ox_push_shutdown_timeout = 100 ms"), "{all}");
+    for (bad, says) in [
+        ("ox_push_shutdown_timeout = 11s", "more than the maximum of 10000 ms"),
+        ("ox_push_events = messageNew nonsense", "unknown event 'nonsense'"),
+        ("ox_push_relay_socket = relative/path", "must be an absolute path"),
+        ("ox_push_frobnicate = 1", "ox_push_frobnicate"),
+    ] {
+        let conf = dc.path().join("bad.conf");
+        let base = std::fs::read_to_string(&dc.conf).unwrap();
+        std::fs::write(&conf, format!("{base}push_notification ox {{\n  {bad}\n}}\n")).unwrap();
+        let out = dovecot_env()
+            .command(&dc.path().join("settings"), "doveconf")
+            .args(["-n", "-c", &dovecot_env().inner(&conf)])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad} accepted");
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}
+
+/// Dovecot 2.4 ignores the 2.3 line `push_notification_driver = ox:...`;
+/// the plugin says so, once, without the line's value (its password).
+#[test]
+fn the_ignored_2_3_driver_line_is_reported_on_dovecot_2_4() {
+    if !dovecot_env().v24 {
+        return;
+    }
+    let cap = Capture::start();
+    let dc = Dovecot::start(DovecotOpts {
+        extra: vec![format!(
+            "push_notification_driver = ox:url={} user_from_metadata",
+            cap.url("u:topsecret@", "/n")
+        )],
+        ..DovecotOpts::new(Driver::OxPush, Vec::new())
+    });
+    dc.set_metadata("alice", "user=3@1");
+    assert!(dc.lmtp(&["alice"], &simple_message("legacy"))[0].starts_with("250"));
+    let log = dc.log();
+    assert!(
+        log.contains("push_notification_driver = <driver>:<settings> line (Dovecot 2.3 syntax) does nothing in Dovecot 2.4"),
+        "{log}"
+    );
+    assert!(!log.contains("topsecret"), "{log}");
 }

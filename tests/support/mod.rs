@@ -15,10 +15,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod capture;
+mod conf;
+mod env;
 mod hostile;
 mod relay;
 mod trace;
 pub use capture::*;
+pub use env::*;
 pub use hostile::*;
 pub use relay::*;
 pub use trace::*;
@@ -117,95 +120,70 @@ pub struct Dovecot {
 
 impl Dovecot {
     pub fn start(opts: DovecotOpts) -> Dovecot {
-        let dir = tempfile::Builder::new()
-            .prefix("oxpush-dc-")
-            .tempdir()
-            .unwrap();
+        let e = dovecot_env();
+        let dir = e.tempdir("oxpush-dc-");
         let t = dir.path().to_path_buf();
-        // Mail processes run as uid 5000: they must reach their home.
-        chmod(&t, 0o755);
+        let inner = |p: &Path| e.inner(p);
         for sub in ["run", "state", "plugins", "home"] {
             std::fs::create_dir_all(t.join(sub)).unwrap();
         }
+        e.prepare(&t);
         let spool = t.join("relay-spool");
         std::fs::create_dir_all(&spool).unwrap();
         chmod(&spool, 0o700);
         let relay_user = relay_user();
         std::os::unix::fs::chown(&spool, Some(relay_user.0), Some(relay_user.1)).unwrap();
-        for entry in std::fs::read_dir("/usr/lib/dovecot/modules")
-            .unwrap()
-            .flatten()
-        {
+        // The modules as Dovecot sees them, and ours.
+        let moddir = "/usr/lib/dovecot/modules";
+        for entry in std::fs::read_dir(e.host(moddir)).unwrap().flatten() {
             let name = entry.file_name();
             if name.to_string_lossy().ends_with(".so") {
-                std::os::unix::fs::symlink(entry.path(), t.join("plugins").join(&name)).unwrap();
+                let target = Path::new(moddir).join(&name);
+                std::os::unix::fs::symlink(target, t.join("plugins").join(&name)).unwrap();
             }
         }
         std::fs::copy(plugin_path(), t.join("plugins/lib30_ox_push_plugin.so")).unwrap();
+        std::fs::copy(relay_path(), t.join("ox-push-relay")).unwrap();
         let mut users = String::new();
         for (i, u) in opts.users.iter().enumerate() {
             let home = t.join("home").join(u);
             std::fs::create_dir_all(&home).unwrap();
             let uid = 5000 + i;
             chown(&home, uid as u32);
-            writeln!(users, "{u}:{{plain}}pw:{uid}:{uid}::{}::", home.display()).unwrap();
+            writeln!(users, "{u}:{{plain}}pw:{uid}:{uid}::{}::", inner(&home)).unwrap();
         }
         std::fs::write(t.join("users"), users).unwrap();
         let lmtp_port = free_port();
         let imap_port = free_port();
-        let plugins = match opts.driver {
-            Driver::Builtin => "notify push_notification",
-            Driver::OxPush => "notify push_notification ox_push",
+        let plugins: &[&str] = match opts.driver {
+            Driver::Builtin => &["notify", "push_notification"],
+            Driver::OxPush => &["notify", "push_notification", "ox_push"],
         };
+        let relay = match (opts.driver, &opts.relay) {
+            (Driver::OxPush, RelayMode::Service(args)) => Some((
+                inner(&t.join("ox-push-relay")),
+                inner(&spool),
+                args.join(" "),
+            )),
+            _ => None,
+        };
+        let t_inner = inner(&t);
         let instance = t.file_name().unwrap().to_string_lossy().to_string();
-        let mut conf = format!(
-            "base_dir = {t}/run\nstate_dir = {t}/state\ninstance_name = {instance}\n\
-             log_path = {t}/dovecot.log\nmail_debug = yes\nlisten = 127.0.0.1\n\
-             protocols = imap lmtp\nssl = no\ndisable_plaintext_auth = no\n\
-             auth_mechanisms = plain\nfirst_valid_uid = 1000\n\
-             default_internal_user = dovecot\ndefault_login_user = dovenull\n\
-             mail_location = {loc}\nmail_attribute_dict = file:%h/dovecot-attributes\n\
-             mail_plugin_dir = {t}/plugins\nmail_plugins = $mail_plugins {plugins}\n\
-             passdb {{\n  driver = passwd-file\n  args = {t}/users\n}}\n\
-             userdb {{\n  driver = passwd-file\n  args = {t}/users\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n  \
-             inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-             service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n\
-             service anvil {{\n  chroot =\n}}\n\
-             protocol imap {{\n  imap_metadata = yes\n}}\n",
-            t = t.display(),
-            loc = opts.mail_location,
+        let conf = conf::render(
+            e.v24,
+            &conf::Parts {
+                t: &t_inner,
+                instance: &instance,
+                mail_location: &opts.mail_location,
+                plugins,
+                lmtp_port,
+                imap_port,
+                lda_access: opts.lda_access,
+                relay,
+                extra: &opts.extra,
+                drivers: &opts.drivers,
+            },
         );
-        if opts.lda_access {
-            conf.push_str("protocol lda {\n  mail_access_groups = dovecot\n}\n");
-        }
-        if let (Driver::OxPush, RelayMode::Service(args)) = (opts.driver, &opts.relay) {
-            writeln!(
-                conf,
-                "service ox-push {{\n  executable = {} --spool {} {}\n  user = {RELAY_USER}\n  \
-                 process_limit = 1\n  process_min_avail = 1\n  vsz_limit = 1G\n  \
-                 unix_listener ox-push {{\n    mode = 0660\n    group = $default_internal_group\n  \
-                 }}\n}}",
-                relay_path().display(),
-                spool.display(),
-                args.join(" ")
-            )
-            .unwrap();
-        }
-        for line in &opts.extra {
-            conf.push_str(line);
-            conf.push('\n');
-        }
-        conf.push_str("plugin {\n");
-        for (i, d) in opts.drivers.iter().enumerate() {
-            let key = if i == 0 {
-                "push_notification_driver".to_string()
-            } else {
-                format!("push_notification_driver{}", i + 1)
-            };
-            writeln!(conf, "  {key} = {d}").unwrap();
-        }
-        conf.push_str("}\n");
         let conf_path = t.join("dovecot.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let dc = Dovecot {
@@ -216,22 +194,7 @@ impl Dovecot {
             spool,
             dir,
         };
-        // The daemon keeps its stdio: never give it our pipes.
-        let errfile = std::fs::File::create(t.join("startup.err")).unwrap();
-        let status = Command::new("dovecot")
-            .arg("-c")
-            .arg(&dc.conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(errfile)
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "dovecot failed to start: {}\n{}",
-            std::fs::read_to_string(t.join("startup.err")).unwrap_or_default(),
-            dc.log()
-        );
+        dc.start_master();
         dc.wait_ready();
         dc
     }
@@ -258,20 +221,7 @@ impl Dovecot {
     /// Starts the same configuration again (after [`Dovecot::stop`]).
     pub fn restart(&self) {
         self.stop();
-        let status = Command::new("dovecot")
-            .arg("-c")
-            .arg(&self.conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "dovecot failed to restart\n{}",
-            self.log()
-        );
-        self.wait_ready();
+        self.start_master();
     }
 
     /// Waits until LMTP and IMAP answer with their greetings.
@@ -296,13 +246,42 @@ impl Dovecot {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
+    /// A Dovecot program (absolute path as Dovecot sees it, or a name on its
+    /// PATH) run against this instance's configuration.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = dovecot_env().command(&self.path().join("settings"), program);
+        c.arg("-c").arg(self.conf_inner());
+        c
+    }
+
+    /// dovecot.conf as Dovecot sees it.
+    pub fn conf_inner(&self) -> String {
+        dovecot_env().inner(&self.conf)
+    }
+
     pub fn doveadm(&self, args: &[&str]) -> std::process::Output {
-        Command::new("doveadm")
-            .arg("-c")
-            .arg(&self.conf)
-            .args(args)
-            .output()
-            .unwrap()
+        self.command("doveadm").args(args).output().unwrap()
+    }
+
+    /// Starts the master and waits until LMTP and IMAP answer.
+    fn start_master(&self) {
+        // The daemon keeps its stdio: never give it our pipes.
+        let t = self.path();
+        let errfile = std::fs::File::create(t.join("startup.err")).unwrap();
+        let status = self
+            .command("dovecot")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(errfile)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "dovecot failed to start: {}\n{}",
+            std::fs::read_to_string(t.join("startup.err")).unwrap_or_default(),
+            self.log()
+        );
+        self.wait_ready();
     }
 
     pub fn set_metadata(&self, user: &str, value: &str) {
@@ -345,9 +324,8 @@ impl Dovecot {
 
     /// Delivers one message with dovecot-lda; returns its exit code.
     pub fn lda(&self, user: &str, msg: &[u8]) -> i32 {
-        let mut child = Command::new("/usr/lib/dovecot/dovecot-lda")
-            .arg("-c")
-            .arg(&self.conf)
+        let mut child = self
+            .command("/usr/lib/dovecot/dovecot-lda")
             .args(["-d", user, "-f", "sender@example.org"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -488,27 +466,49 @@ fn lmtp_cmd(w: &mut TcpStream, r: &mut BufReader<TcpStream>, c: &str, expect: &s
     assert!(rep.starts_with(expect), "{c:?}: {rep}");
 }
 
+/// An open LMTP connection: one lmtp process serves it for as long as it is
+/// open (Dovecot 2.4 ends an lmtp process with its connection). QUIT on drop.
+pub struct LmtpConn {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl LmtpConn {
+    pub fn open(port: u16) -> LmtpConn {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut c = LmtpConn {
+            w: s.try_clone().unwrap(),
+            r: BufReader::new(s),
+        };
+        read_reply(&mut c.r);
+        lmtp_cmd(&mut c.w, &mut c.r, "LHLO test\r\n", "250");
+        c
+    }
+
+    /// One transaction; the reply per recipient.
+    pub fn deliver(&mut self, from: &str, rcpts: &[&str], msg: &[u8]) -> Vec<String> {
+        lmtp_cmd(&mut self.w, &mut self.r, &format!("MAIL FROM:<{from}>\r\n"), "250");
+        for rc in rcpts {
+            lmtp_cmd(&mut self.w, &mut self.r, &format!("RCPT TO:<{rc}>\r\n"), "250");
+        }
+        lmtp_cmd(&mut self.w, &mut self.r, "DATA\r\n", "354");
+        self.w.write_all(&dot_stuff(msg)).unwrap();
+        rcpts.iter().map(|_| read_reply(&mut self.r)).collect()
+    }
+}
+
+impl Drop for LmtpConn {
+    fn drop(&mut self) {
+        let _ = self.w.write_all(b"QUIT\r\n");
+    }
+}
+
 /// One LMTP connection, one transaction per message, all to `rcpts`;
 /// returns the per-recipient replies of each message.
 fn lmtp_transactions(port: u16, from: &str, rcpts: &[&str], msgs: &[&[u8]]) -> Vec<Vec<String>> {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    read_reply(&mut r);
-    lmtp_cmd(&mut w, &mut r, "LHLO test\r\n", "250");
-    let mut out = Vec::new();
-    for msg in msgs {
-        lmtp_cmd(&mut w, &mut r, &format!("MAIL FROM:<{from}>\r\n"), "250");
-        for rc in rcpts {
-            lmtp_cmd(&mut w, &mut r, &format!("RCPT TO:<{rc}>\r\n"), "250");
-        }
-        lmtp_cmd(&mut w, &mut r, "DATA\r\n", "354");
-        w.write_all(&dot_stuff(msg)).unwrap();
-        out.push(rcpts.iter().map(|_| read_reply(&mut r)).collect());
-    }
-    let _ = w.write_all(b"QUIT\r\n");
-    out
+    let mut c = LmtpConn::open(port);
+    msgs.iter().map(|m| c.deliver(from, rcpts, m)).collect()
 }
 
 pub fn lmtp_deliver(port: u16, from: &str, rcpts: &[&str], msg: &[u8]) -> Vec<String> {

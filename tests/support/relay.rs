@@ -53,8 +53,18 @@ fn id_of(kind: &str, name: &str) -> Option<u32> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-/// (uid, gid) of the relay's user, created as a system user when missing.
+/// (uid, gid) of the relay service's user as Dovecot's system knows it (the
+/// host's, or the 2.4 root's, where `make dovecot-2.4` creates it).
 pub fn relay_user() -> (u32, u32) {
+    match &super::dovecot_env().root {
+        Some(_) => super::dovecot_env().ids(RELAY_USER),
+        None => host_relay_user(),
+    }
+}
+
+/// (uid, gid) of the relay's user on the host, created as a system user when
+/// missing (a relay started by hand runs on the host).
+pub fn host_relay_user() -> (u32, u32) {
     static U: OnceLock<(u32, u32)> = OnceLock::new();
     *U.get_or_init(|| {
         if id_of("-u", RELAY_USER).is_none() {
@@ -104,14 +114,11 @@ impl Relay {
     /// A relay whose socket may be used by Dovecot's mail processes (group
     /// dovecot, mode 0660), with extra arguments.
     pub fn start(args: &[&str]) -> Relay {
-        let dir = tempfile::Builder::new()
-            .prefix("oxpush-relay-")
-            .tempdir()
-            .unwrap();
-        super::chmod(dir.path(), 0o755);
+        // Inside Dovecot's root, so that its mail processes see the socket.
+        let dir = super::dovecot_env().tempdir("oxpush-relay-");
         let spool = dir.path().join("spool");
         std::fs::create_dir(&spool).unwrap();
-        let (uid, gid) = relay_user();
+        let (uid, gid) = host_relay_user();
         std::os::unix::fs::chown(&spool, Some(uid), Some(gid)).unwrap();
         super::chmod(&spool, 0o700);
         let sockdir = dir.path().join("run");
@@ -135,7 +142,13 @@ impl Relay {
     /// Starts it (again) and waits until its socket answers.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let (uid, gid) = relay_user();
+        let (uid, gid) = host_relay_user();
+        // The socket's group: Dovecot's internal group as its mail processes
+        // know it (a number: the 2.4 root's differs from the host's).
+        let group = match &super::dovecot_env().root {
+            Some(_) => super::dovecot_env().gid("dovecot").to_string(),
+            None => "dovecot".to_string(),
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -146,11 +159,11 @@ impl Relay {
             .arg(&self.socket)
             .arg("--spool")
             .arg(&self.spool)
-            .args(["--socket-group", "dovecot"])
+            .args(["--socket-group", &group])
             .args(&self.args)
             .env("RESTRICT_SETUID", uid.to_string())
             .env("RESTRICT_SETGID", gid.to_string())
-            .env("RESTRICT_SETEXTRAGROUPS", "dovecot")
+            .env("RESTRICT_SETEXTRAGROUPS", &group)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -193,7 +206,7 @@ impl Relay {
 
     /// The driver-line option that points the plugin at this relay.
     pub fn option(&self) -> String {
-        format!("relay_socket={}", self.socket.display())
+        format!("relay_socket={}", super::dovecot_env().inner(&self.socket))
     }
 }
 
