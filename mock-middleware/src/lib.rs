@@ -16,6 +16,7 @@ pub mod imap;
 pub mod listeners;
 pub mod loadgen;
 pub mod metrics;
+pub mod mime;
 pub mod push;
 pub mod recording;
 pub mod server;
