@@ -11,6 +11,7 @@ use crate::config::{ApnsAuth, Settings};
 use crate::http::{self, AppState};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
+use crate::push::client::ProviderClient;
 use crate::push::{self, apns, fcm, gcm, Providers};
 use crate::recording::{Faults, Recorder};
 use crate::store::{SqliteStore, Subscriptions};
@@ -59,6 +60,7 @@ impl Running {
 /// Builds the providers that the settings enable.
 pub fn providers(s: &Settings) -> Result<Providers, StartError> {
     let timeout = Duration::from_millis(s.push_timeout_ms);
+    let conns = s.push_connections;
     let mut p = Providers::default();
     if s.apns.enabled {
         let topic = s.apns.topic.clone().unwrap_or_default();
@@ -76,7 +78,9 @@ pub fn providers(s: &Settings) -> Result<Providers, StartError> {
                     StartError::Apns(format!("{} is not a P-256 .p8 key: {e}", path.display()))
                 })?;
                 (
-                    tls::http_client(s.tls_ca_file.as_deref(), None, timeout)?,
+                    ProviderClient::new(conns, || {
+                        tls::http_client(s.tls_ca_file.as_deref(), None, timeout)
+                    })?,
                     Some(signer),
                 )
             }
@@ -84,7 +88,9 @@ pub fn providers(s: &Settings) -> Result<Providers, StartError> {
                 let path = s.apns.keystore.clone().unwrap_or_default();
                 let pem = tls::pkcs12_to_pem(&path, s.apns.password.as_deref().unwrap_or(""))?;
                 (
-                    tls::http_client(s.tls_ca_file.as_deref(), Some(&pem), timeout)?,
+                    ProviderClient::new(conns, || {
+                        tls::http_client(s.tls_ca_file.as_deref(), Some(&pem), timeout)
+                    })?,
                     None,
                 )
             }
@@ -98,7 +104,9 @@ pub fn providers(s: &Settings) -> Result<Providers, StartError> {
         }));
     }
     if s.gcm.enabled {
-        let client = tls::http_client(s.tls_ca_file.as_deref(), None, timeout)?;
+        let client = ProviderClient::new(conns, || {
+            tls::http_client(s.tls_ca_file.as_deref(), None, timeout)
+        })?;
         if let Some(path) = &s.gcm.service_account {
             let sa = fcm::ServiceAccount::load(path).map_err(StartError::Fcm)?;
             let f = fcm::Fcm::new(client, &s.fcm_url, s.fcm_oauth_url.as_deref(), sa)

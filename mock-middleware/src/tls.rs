@@ -18,8 +18,9 @@ pub enum TlsError {
     Generate(String),
 }
 
-/// Builds the outbound client: HTTP/2 via ALPN, the normal web roots plus `ca_file`, an
-/// optional client identity (PEM with key and certificates).
+/// Builds the outbound client towards a provider: HTTP/2 only (prior knowledge, ALPN `h2`), so
+/// that concurrent requests share one connection; `TCP_NODELAY`; the normal web roots plus
+/// `ca_file`; an optional client identity (PEM with key and certificates).
 pub fn http_client(
     ca_file: Option<&Path>,
     identity_pem: Option<&[u8]>,
@@ -27,6 +28,8 @@ pub fn http_client(
 ) -> Result<reqwest::Client, TlsError> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
+        .http2_prior_knowledge()
+        .tcp_nodelay(true)
         .timeout(timeout)
         .connect_timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(600))

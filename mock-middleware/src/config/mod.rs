@@ -80,6 +80,8 @@ pub struct Settings {
     pub strict_ox: bool,
     pub queue_capacity: usize,
     pub push_concurrency: usize,
+    /// HTTP/2 connections per provider host and credential (`mock.push.connections`).
+    pub push_connections: usize,
     pub push_timeout_ms: u64,
     pub retry_max_attempts: u32,
     pub retry_base_ms: u64,
@@ -112,6 +114,7 @@ impl Default for Settings {
             strict_ox: false,
             queue_capacity: 65536,
             push_concurrency: 256,
+            push_connections: 1,
             push_timeout_ms: 10_000,
             retry_max_attempts: 5,
             retry_base_ms: 200,
@@ -200,6 +203,10 @@ impl Settings {
         s.push_concurrency = r
             .positive("mock.push.concurrency")?
             .unwrap_or(s.push_concurrency as u64) as usize;
+        s.push_connections = r
+            .positive("mock.push.connections")?
+            .unwrap_or(s.push_connections as u64)
+            .min(16) as usize;
         s.push_timeout_ms = r
             .positive("mock.push.timeout_ms")?
             .unwrap_or(s.push_timeout_ms);

@@ -197,6 +197,8 @@ pub fn serve_tls(
                 r = listener.accept() => match r { Ok(v) => v, Err(_) => continue },
                 _ = stop.wait_for(|v| *v) => return,
             };
+            // Apple's and Google's front ends answer without Nagle delays; so do the fakes.
+            let _ = tcp.set_nodelay(true);
             let (acceptor, router, state) = (acceptor.clone(), router.clone(), state.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
@@ -271,7 +273,8 @@ async fn script(State(s): State<Arc<FakeState>>, body: axum::body::Bytes) -> Res
 
 async fn stats(State(s): State<Arc<FakeState>>) -> Json<Value> {
     Json(
-        json!({"oauth_tokens_issued": s.tokens_issued.load(Ordering::Relaxed), "requests": s.requests(None).len()}),
+        json!({"oauth_tokens_issued": s.tokens_issued.load(Ordering::Relaxed), "requests": s.requests(None).len(),
+               "connections": s.conn_seq.load(Ordering::Relaxed)}),
     )
 }
 

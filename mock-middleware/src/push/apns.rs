@@ -88,7 +88,7 @@ pub fn unix_now() -> u64 {
 
 /// The APNs sender.
 pub struct Apns {
-    pub client: reqwest::Client,
+    pub client: super::client::ProviderClient,
     pub base: String,
     pub topic: String,
     pub expiration_s: u64,
@@ -96,8 +96,28 @@ pub struct Apns {
     pub jwt: Option<JwtSigner>,
 }
 
+/// An APNs device token as Apple issues them: hex digits, an even number of them, at most 200
+/// (100 bytes, the largest Apple ever allowed; today's tokens are 64). Anything else would be
+/// put into the request path unchecked, so it is never sent.
+pub fn valid_token(token: &str) -> bool {
+    (2..=200).contains(&token.len())
+        && token.len() % 2 == 0
+        && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 impl Apns {
     async fn once(&self, token: &str, msg: &Message) -> Attempt {
+        if !valid_token(token) {
+            return Attempt {
+                outcome: Outcome::DropToken,
+                status: None,
+                reason:
+                    "BadDeviceToken: not an even-length hex token of at most 200 digits (not sent)"
+                        .into(),
+                url: format!("{}/3/device/<invalid token>", self.base),
+                request: Value::Null,
+            };
+        }
         let url = format!("{}/3/device/{}", self.base, token);
         let Message::Apns {
             body,
@@ -122,6 +142,7 @@ impl Apns {
         let apns_id = uuid::Uuid::new_v4().to_string();
         let mut req = self
             .client
+            .get()
             .post(&url)
             .header("apns-topic", &self.topic)
             .header("apns-push-type", *push_type)
@@ -205,6 +226,14 @@ mod tests {
             classify(503, "ServiceUnavailable", None),
             Outcome::Retry(None)
         );
+    }
+
+    #[test]
+    fn only_hex_tokens_go_into_the_path() {
+        assert!(valid_token(&"ab".repeat(32)));
+        for bad in ["", "a", "abc", "zz", "ab/../x", "ab%2F", &"ab".repeat(101)] {
+            assert!(!valid_token(bad), "{bad}");
+        }
     }
 
     #[test]

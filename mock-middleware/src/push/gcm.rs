@@ -40,7 +40,7 @@ pub fn classify(status: u16, body: &Value, after: Option<Duration>) -> (Outcome,
 
 /// The legacy sender.
 pub struct Gcm {
-    pub client: reqwest::Client,
+    pub client: super::client::ProviderClient,
     pub url: String,
     pub key: String,
 }
@@ -67,6 +67,7 @@ impl Provider for Gcm {
             let body = json!({"registration_ids": [token], "data": data, "priority": "high", "collapse_key": "new-mail"});
             let resp = self
                 .client
+                .get()
                 .post(&url)
                 .header("authorization", format!("key={}", self.key))
                 .json(&body)

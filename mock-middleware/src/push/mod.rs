@@ -7,6 +7,7 @@
 //! delete the subscription, canonical ids replace it.
 
 pub mod apns;
+pub mod client;
 pub mod fcm;
 pub mod gcm;
 pub mod payload;
