@@ -140,7 +140,7 @@ pub fn fake_setup(dir: &Path) -> Result<FakeSetup, DemoError> {
             .or_else(|| v["token_uri"].as_str().map(str::to_string));
         cfg.fcm_account = Some((email, Arc::new(key)));
     }
-    cfg.gcm_key = settings.gcm.key.clone();
+    cfg.gcm_key = settings.gcm.key.as_ref().map(|k| k.expose().to_string());
     cfg.records_max = get("mock.fake.records.max", "10000")
         .parse()
         .unwrap_or(10_000);

@@ -86,7 +86,8 @@ pub fn providers(s: &Settings) -> Result<Providers, StartError> {
             }
             ApnsAuth::Certificate => {
                 let path = s.apns.keystore.clone().unwrap_or_default();
-                let pem = tls::pkcs12_to_pem(&path, s.apns.password.as_deref().unwrap_or(""))?;
+                let pem =
+                    tls::pkcs12_to_pem(&path, s.apns.password.as_ref().map_or("", |p| p.expose()))?;
                 (
                     ProviderClient::new(conns, || {
                         tls::http_client(s.tls_ca_file.as_deref(), Some(&pem), timeout)
@@ -148,9 +149,9 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
         .await
         .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
     let weak = Arc::downgrade(&listeners);
-    subs.set_removal_hook(Arc::new(move |cid, uid| {
+    subs.set_removal_hook(Arc::new(move |cid, uid, why| {
         if let Some(l) = weak.upgrade() {
-            tokio::spawn(async move { l.subscriptions_removed(cid, uid).await });
+            tokio::spawn(async move { l.subscriptions_removed(cid, uid, why).await });
         }
     }));
     let recorder = Arc::new(Recorder::new(settings.recordings_max));

@@ -7,6 +7,7 @@
 pub mod mailapp;
 pub mod properties;
 pub mod push;
+pub mod secret;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 pub use mailapp::MailAppConfig;
 pub use properties::Properties;
 pub use push::{CredFormat, ImapSettings, ImapTls, PushSettings};
+pub use secret::Secret;
 pub use users::{UserEntry, UsersFile};
 
 /// Prefix of the legacy mobile push properties; OX spells it `openxchange` (sic).
@@ -47,7 +49,7 @@ pub struct ApnsSettings {
     pub enabled: bool,
     pub auth: ApnsAuth,
     pub keystore: Option<PathBuf>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub production: bool,
     pub private_key: Option<PathBuf>,
     pub key_id: Option<String>,
@@ -59,7 +61,7 @@ pub struct ApnsSettings {
 #[derive(Debug, Clone, Default)]
 pub struct GcmSettings {
     pub enabled: bool,
-    pub key: Option<String>,
+    pub key: Option<Secret>,
     pub service_account: Option<PathBuf>,
 }
 
@@ -76,7 +78,7 @@ pub struct Settings {
     pub gcm_url: String,
     pub tls_ca_file: Option<PathBuf>,
     pub basic_login: Option<String>,
-    pub basic_password: Option<String>,
+    pub basic_password: Option<Secret>,
     pub strict_ox: bool,
     pub queue_capacity: usize,
     pub push_concurrency: usize,
@@ -195,7 +197,7 @@ impl Settings {
         s.gcm_url = r.url("mock.gcm.url")?.unwrap_or(s.gcm_url);
         s.tls_ca_file = r.existing_file("mock.tls.ca_file")?;
         s.basic_login = r.string("com.openexchange.rest.services.basic-auth.login");
-        s.basic_password = r.string("com.openexchange.rest.services.basic-auth.password");
+        s.basic_password = r.secret("com.openexchange.rest.services.basic-auth.password");
         s.strict_ox = r.boolean("mock.strict_ox")?.unwrap_or(s.strict_ox);
         s.queue_capacity = r
             .positive("mock.queue.capacity")?
@@ -234,7 +236,7 @@ impl Settings {
         let apn = |k: &str| format!("{MOBILEPUSH}.apn.ios.{k}");
         s.apns.enabled = r.boolean(&apn("enabled"))?.unwrap_or(false);
         s.apns.keystore = r.path(&apn("keystore"));
-        s.apns.password = r.string(&apn("password"));
+        s.apns.password = r.secret(&apn("password"));
         s.apns.production = r.boolean(&apn("production"))?.unwrap_or(true);
         s.apns.private_key = r.path(&apn("privatekey"));
         s.apns.key_id = r.string(&apn("keyid"));
@@ -256,7 +258,7 @@ impl Settings {
         }
         let gcm = |k: &str| format!("{MOBILEPUSH}.gcm.{k}");
         s.gcm.enabled = r.boolean(&gcm("enabled"))?.unwrap_or(false);
-        s.gcm.key = r.string(&gcm("key"));
+        s.gcm.key = r.secret(&gcm("key"));
         s.gcm.service_account = r.existing_file(&gcm("serviceaccount"))?;
         if s.gcm.enabled && s.gcm.key.is_none() && s.gcm.service_account.is_none() {
             return Err(r.invalid(
@@ -356,6 +358,9 @@ impl Reader<'_> {
     }
     fn string(&self, key: &str) -> Option<String> {
         self.p.get(key).map(|v| v.value.trim().to_string())
+    }
+    fn secret(&self, key: &str) -> Option<Secret> {
+        self.string(key).map(Secret::from)
     }
     fn parse<T: std::str::FromStr>(
         &self,

@@ -107,10 +107,10 @@ async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Re
     let Some(password) = p.get("password") else {
         return OxError::missing_param("password").into_response();
     };
-    let client = p
-        .get("client")
-        .cloned()
-        .unwrap_or_else(|| "open-xchange-appsuite".into());
+    let given = p.get("client").filter(|c| !c.is_empty()).cloned();
+    let client = given
+        .clone()
+        .unwrap_or_else(|| super::session::DEFAULT_CLIENT.into());
     if is_mail_app(&client) {
         let d = s.settings.mailapp.decide(&host(headers));
         if !d.enabled {
@@ -145,20 +145,27 @@ async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Re
             }
         }
     } else {
-        let user = s.settings.users.find(name).filter(|u| {
-            use subtle::ConstantTimeEq;
-            !u.password.is_empty() && bool::from(u.password.as_bytes().ct_eq(password.as_bytes()))
-        });
+        // Both sides hashed, and a dummy compared when the login is unknown: the time taken
+        // tells neither the password's length nor whether the user exists.
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let user = s.settings.users.find(name);
+        let dummy = crate::config::Secret::default();
+        let stored = user.map_or(&dummy, |u| &u.password);
+        let same =
+            Sha256::digest(stored.expose().as_bytes()).ct_eq(&Sha256::digest(password.as_bytes()));
         match user {
-            Some(u) => (u.user_id, u.context_id),
-            None => return bad_credentials(),
+            Some(u) if bool::from(same) && !u.password.is_empty() => (u.user_id, u.context_id),
+            _ => return bad_credentials(),
         }
     };
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let sess = s.sessions.create(name, user_id, context_id, &client, ua);
+    let sess = s
+        .sessions
+        .create(name, user_id, context_id, given.as_deref(), ua);
     let body = json!({
         "session": sess.id,
         "user": name,

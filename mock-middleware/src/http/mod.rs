@@ -41,16 +41,29 @@ pub type State = Arc<AppState>;
 /// The public router: `/preliminary/http-notify/v1/notify` plus the client API under `/ajax`
 /// and `/appsuite/api`.
 pub fn public_router(state: State) -> Router {
+    use axum::http::Method;
+    let wrong = |allow: &'static str, module: &'static str| {
+        move |m: Method| async move { envelope::wrong_method(&m, allow, module) }
+    };
     let api = Router::new()
-        .route("/login", get(client::login).post(client::login))
-        .route("/capabilities", get(client::capabilities))
+        .route(
+            "/login",
+            get(client::login)
+                .post(client::login)
+                .fallback(wrong("GET, POST", "login")),
+        )
+        .route(
+            "/capabilities",
+            get(client::capabilities).fallback(wrong("GET", "capabilities")),
+        )
         .route(
             "/mobilenotifier",
             get(subscribe::mobilenotifier)
                 .post(subscribe::mobilenotifier)
-                .put(subscribe::mobilenotifier),
+                .put(subscribe::mobilenotifier)
+                .fallback(wrong("GET, POST, PUT", "mobilenotifier")),
         )
-        .route("/pns", put(subscribe::pns).post(subscribe::pns));
+        .route("/pns", put(subscribe::pns).fallback(wrong("PUT", "pns")));
     Router::new()
         .route(
             "/preliminary/http-notify/v1/notify",

@@ -147,7 +147,7 @@ async fn handle(
     if !basic_auth_ok(
         headers,
         st.basic_login.as_deref(),
-        st.basic_password.as_deref(),
+        st.basic_password.as_ref().map(|p| p.expose()),
     ) {
         return ("unauthorized", unauthorized());
     }
@@ -272,11 +272,14 @@ async fn handle(
         unread,
     ));
     rec.event = Some(event.clone());
+    // One device, one push: a token subscribed under two clients gets the mail once.
+    let mut seen = std::collections::HashSet::new();
     let subs: Vec<_> = s
         .subs
         .for_user(context_id, user_id)
         .into_iter()
         .filter(|x| x.matches_topic("ox:mail:new"))
+        .filter(|x| seen.insert((x.transport.clone(), x.token.clone())))
         .collect();
     if subs.is_empty() {
         return ("no_subscription", success());

@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 
 use super::envelope::OxError;
 
+/// The client of a login without `client` parameter (OX's web UI).
+pub const DEFAULT_CLIENT: &str = "open-xchange-appsuite";
+
 /// One logged-in client.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -22,6 +25,8 @@ pub struct Session {
     pub user_id: i32,
     pub context_id: i32,
     pub client: String,
+    /// False when the login had no `client` parameter (the client is then OX's default).
+    pub client_given: bool,
 }
 
 /// All sessions.
@@ -47,9 +52,11 @@ impl Sessions {
         login: &str,
         user_id: i32,
         context_id: i32,
-        client: &str,
+        client: Option<&str>,
         user_agent: &str,
     ) -> Arc<Session> {
+        let client_given = client.is_some();
+        let client = client.unwrap_or(DEFAULT_CLIENT);
         let s = Arc::new(Session {
             id: random_hex(16),
             secret: random_hex(16),
@@ -58,6 +65,7 @@ impl Sessions {
             user_id,
             context_id,
             client: client.to_string(),
+            client_given,
         });
         self.map
             .write()
@@ -114,7 +122,7 @@ mod tests {
     #[test]
     fn session_needs_id_and_secret_cookie() {
         let s = Sessions::default();
-        let sess = s.create("a", 3, 1, "open-xchange-mailapp", "UA");
+        let sess = s.create("a", 3, 1, Some("open-xchange-mailapp"), "UA");
         let mut h = HeaderMap::new();
         assert_eq!(s.check(None, &h).unwrap_err().code, "SVL-0002");
         assert_eq!(s.check(Some("nope"), &h).unwrap_err().code, "SES-0203");

@@ -18,8 +18,24 @@ use super::State as S;
 use crate::config::wildcard_match;
 use crate::store::{now_ms, SubKey, Subscription};
 
-/// Transports accepted at subscribe time (`apns` is OX's alias of `apn`).
-pub const TRANSPORTS: &[&str] = &["apn", "apns", "apns_http2", "gcm"];
+/// Transports accepted at subscribe time, with the id they are stored under: `apns` and
+/// `apns_http2` are OX's aliases of `apn`; `fcm` (which OX lacks, FCM rides on `gcm`) is
+/// accepted as an alias of `gcm`. Storing the canonical id keeps one subscription per device.
+pub const TRANSPORTS: &[(&str, &str)] = &[
+    ("apn", "apn"),
+    ("apns", "apn"),
+    ("apns_http2", "apn"),
+    ("gcm", "gcm"),
+    ("fcm", "gcm"),
+];
+
+/// The canonical transport id of `t`, if accepted.
+pub fn canonical_transport(t: &str) -> Option<&'static str> {
+    TRANSPORTS.iter().find(|(a, _)| *a == t).map(|(_, c)| *c)
+}
+
+/// The client the mail app logs in with.
+pub const MAILAPP_CLIENT: &str = "open-xchange-mailapp";
 
 /// OX's topic syntax: `*`, or `[A-Za-z0-9_-]` segments joined by single `:`, optional `:*`.
 pub fn valid_topic(t: &str) -> bool {
@@ -40,6 +56,12 @@ pub fn valid_topic(t: &str) -> bool {
 fn gate(s: &S, sess: &Session, client: &str, headers: &HeaderMap) -> Result<(), OxError> {
     let allowed = &s.settings.allowed_clients;
     if !allowed.is_empty() && !allowed.iter().any(|p| wildcard_match(p, client)) {
+        if !sess.client_given {
+            return Err(OxError::refused(
+                "MOCK-0004",
+                format!("The session was logged in without the parameter \"client\" (so it counts as \"{client}\", which may not receive push); log in with client={MAILAPP_CLIENT}."),
+            ));
+        }
         return Err(OxError::refused(
             "MOCK-0003",
             format!("Client \"{client}\" may not receive push: it matches no pattern of com.openexchange.push.allowedClients."),
@@ -118,11 +140,11 @@ pub async fn mobilenotifier(
         let service = need("serviceId")?;
         let transport = match service.as_str() {
             "apn" | "apn.macos" => "apn",
-            "gcm" => "gcm",
+            "gcm" | "fcm" => "gcm",
             _ => {
                 return Err(OxError::invalid_param(
                     "serviceId",
-                    "expected apn, apn.macos or gcm",
+                    "expected apn, apn.macos, gcm or fcm",
                 ))
             }
         };
@@ -180,24 +202,33 @@ pub async fn mobilenotifier(
             }
             r
         }
+        // Only the caller's own subscriptions (OX removed the token for every user of the
+        // context: anyone could unsubscribe anyone).
         "unsubscribe" => s
             .subs
-            .remove_token(sess.context_id, transport, token)
+            .remove_token((sess.context_id, sess.user_id), transport, token)
             .await
             .map(|_| ()),
+        // Only the caller's own token, and never onto a token another user holds: a token
+        // changes owner only through a subscribe from the device itself.
         _ => s
             .subs
             .replace_token(
                 transport,
                 token,
                 new_token.unwrap_or_default(),
-                Some(sess.context_id),
+                Some((sess.context_id, sess.user_id)),
             )
             .await
             .map(|_| ()),
     };
     match outcome {
         Ok(()) => data(json!({})),
+        Err(crate::store::StoreError::TokenTaken) => OxError::invalid_param(
+            "newToken",
+            "the token is registered by another user; only a subscribe from that device can move it",
+        )
+        .into_response(),
         Err(e) => store_failed(e),
     }
 }
@@ -265,12 +296,13 @@ async fn pns_inner(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OxError::missing_field("token"))?;
     let transport = string("transport")?.ok_or_else(|| OxError::missing_field("transport"))?;
-    if !TRANSPORTS.contains(&transport.as_str()) {
+    let Some(transport) = canonical_transport(&transport) else {
         return Err(OxError::invalid_param(
             "transport",
-            "expected apn, apns, apns_http2 or gcm",
+            &format!("\"{transport}\" is not accepted; expected apn, apns, apns_http2, gcm or fcm"),
         ));
-    }
+    };
+    let transport = transport.to_string();
     if action == "unsubscribe" {
         let key = SubKey {
             context_id: sess.context_id,
@@ -279,7 +311,7 @@ async fn pns_inner(
             transport,
             token,
         };
-        s.subs.remove(key).await.map_err(|e| {
+        s.subs.remove(key, "unsubscribe").await.map_err(|e| {
             tracing::error!(error = %e, "subscription store failed");
             OxError::new(
                 "MOCK-0500",

@@ -25,6 +25,10 @@ const AEAD_PREFIX: &str = "mm1$";
 /// A credential-storage failure; the message never contains a password.
 #[derive(Debug, thiserror::Error)]
 pub enum CredError {
+    #[error(
+        "com.openexchange.push.credstorage.passcrypt is empty; an empty key would encrypt nothing"
+    )]
+    EmptyPasscrypt,
     #[error("com.openexchange.push.credstorage.passcrypt does not match the passcrypt the stored credentials were encrypted with; restore the old value (OX: never change it) or delete the credentials")]
     WrongPasscrypt,
     #[error("the stored credentials are in format {stored}, but mock.credstorage.format is {configured}")]
@@ -159,7 +163,10 @@ impl CredStore {
         if !s.enabled {
             return Ok(None);
         }
-        let passcrypt = s.passcrypt.as_deref().unwrap_or_default();
+        let passcrypt = s.passcrypt.as_ref().map_or("", |p| p.expose());
+        if passcrypt.trim().is_empty() {
+            return Err(CredError::EmptyPasscrypt);
+        }
         let fmt_name = match s.format {
             CredFormat::Aead => "aead",
             CredFormat::OxLegacy => "ox-legacy",

@@ -151,11 +151,13 @@ impl Listeners {
                 tracing::error!(user = uid, context = cid, error = %e, "credentials could not be stored");
             }
         }
-        self.spawn_reconcile(cid, uid, "subscribe");
+        self.spawn_reconcile(cid, uid, "subscribe".into());
     }
 
     /// After subscriptions of a user went away: drops registrations without mail subscriptions.
-    pub async fn subscriptions_removed(self: &Arc<Self>, cid: i32, uid: i32) {
+    /// `why` names what removed them (`unsubscribe`, `unregistered by APNs`, ...) and ends up in
+    /// the log line of the METADATA NIL.
+    pub async fn subscriptions_removed(self: &Arc<Self>, cid: i32, uid: i32, why: String) {
         if self.push.imap.is_none() {
             return;
         }
@@ -181,7 +183,7 @@ impl Listeners {
             }
         }
         if changed {
-            self.spawn_reconcile(cid, uid, "unsubscribe");
+            self.spawn_reconcile(cid, uid, why);
         }
     }
 
@@ -195,7 +197,7 @@ impl Listeners {
         let (db, c) = (self.db.clone(), client.to_string());
         let gone = blocking(move || db.remove_registration(cid, uid, &c)).await?;
         if gone {
-            self.spawn_reconcile(cid, uid, "pushusers -r");
+            self.spawn_reconcile(cid, uid, "pushusers -r".into());
         }
         Ok(gone)
     }
@@ -215,7 +217,7 @@ impl Listeners {
         };
         tracing::info!(users = users.len(), "re-asserting push registrations");
         for (cid, uid) in users {
-            self.spawn_reconcile(cid, uid, "start-up");
+            self.spawn_reconcile(cid, uid, "start-up".into());
         }
     }
 
@@ -235,12 +237,12 @@ impl Listeners {
         blocking(move || db.registrations()).await
     }
 
-    fn spawn_reconcile(self: &Arc<Self>, cid: i32, uid: i32, why: &'static str) {
+    fn spawn_reconcile(self: &Arc<Self>, cid: i32, uid: i32, why: String) {
         let me = self.clone();
         tokio::spawn(async move { me.reconcile(cid, uid, why).await });
     }
 
-    async fn reconcile(self: Arc<Self>, cid: i32, uid: i32, why: &'static str) {
+    async fn reconcile(self: Arc<Self>, cid: i32, uid: i32, why: String) {
         let lock = self
             .locks
             .lock()
@@ -267,7 +269,7 @@ impl Listeners {
                         tracing::info!(
                             user = uid,
                             context = cid,
-                            reason = why,
+                            reason = %why,
                             "push registration in place (METADATA user={uid}@{cid})"
                         );
                     } else {
@@ -275,8 +277,8 @@ impl Listeners {
                         tracing::info!(
                             user = uid,
                             context = cid,
-                            reason = why,
-                            "push registration removed (METADATA NIL)"
+                            reason = %why,
+                            "push registration removed (METADATA NIL): {why}"
                         );
                     }
                     return;
@@ -291,7 +293,7 @@ impl Listeners {
                     tracing::warn!(
                         user = uid,
                         context = cid,
-                        reason = why,
+                        reason = %why,
                         "cannot {} push registration for user={uid}, context={cid}: {reason}",
                         if want { "assert" } else { "remove" }
                     );
@@ -337,7 +339,7 @@ impl Listeners {
                 .ok_or_else(|| Failure::NoCredentials("the user's login is unknown".into()))?;
             return Ok(Credential {
                 login: format!("{login}*{mu}"),
-                password: mp.clone(),
+                password: mp.expose().to_string(),
             });
         }
         if let Some(c) = self.live.lock().expect("live lock").get(&(cid, uid)) {

@@ -42,7 +42,7 @@ pub fn classify(status: u16, body: &Value, after: Option<Duration>) -> (Outcome,
 pub struct Gcm {
     pub client: super::client::ProviderClient,
     pub url: String,
-    pub key: String,
+    pub key: crate::config::Secret,
 }
 
 impl Provider for Gcm {
@@ -69,7 +69,7 @@ impl Provider for Gcm {
                 .client
                 .get()
                 .post(&url)
-                .header("authorization", format!("key={}", self.key))
+                .header("authorization", format!("key={}", self.key.expose()))
                 .json(&body)
                 .send()
                 .await;

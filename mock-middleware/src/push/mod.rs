@@ -288,7 +288,23 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
     }
     match &last.outcome {
         Outcome::DropToken => {
-            if let Err(e) = ctx.subs.remove(SubKey::from(sub)).await {
+            let who = match provider.name() {
+                "apns" => "APNs",
+                "fcm" => "FCM",
+                _ => "GCM",
+            };
+            tracing::info!(
+                provider = provider.name(),
+                user = sub.user_id,
+                context = sub.context_id,
+                token = %mask(&sub.token),
+                status = ?last.status,
+                reason = %last.reason,
+                "dead token removed: {who} answered {}",
+                last.reason
+            );
+            let why = format!("unregistered by {who} ({})", last.reason);
+            if let Err(e) = ctx.subs.remove(SubKey::from(sub), &why).await {
                 tracing::error!(error = %e, "could not remove a dead subscription");
             }
         }

@@ -1,0 +1,45 @@
+//! A value that must never be printed: passwords, keys, tokens.
+//!
+//! Every settings struct derives `Debug`; a `Secret` field prints as `Secret(<redacted>)` there,
+//! so a debug log line or a panic message cannot leak it. Reading the value is explicit
+//! ([`Secret::expose`]), which makes each use easy to find.
+
+use serde::Deserialize;
+
+/// A string that `Debug` and `Display` never show.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(v: impl Into<String>) -> Secret {
+        Secret(v.into())
+    }
+
+    /// The value itself, for the one place that needs it (a comparison, a request header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(v: &str) -> Self {
+        Secret(v.to_string())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(v: String) -> Self {
+        Secret(v)
+    }
+}
