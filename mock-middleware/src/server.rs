@@ -142,7 +142,10 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
         .await
         .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
     let store = Arc::new(store);
-    let subs = Subscriptions::open(store.clone())?;
+    let st = store.clone();
+    let subs = tokio::task::spawn_blocking(move || Subscriptions::open(st))
+        .await
+        .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
     let s2 = settings.clone();
     let (st2, subs2) = (store.clone(), subs.clone());
     let listeners = tokio::task::spawn_blocking(move || Listeners::open(&s2, st2, subs2))

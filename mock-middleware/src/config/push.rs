@@ -106,6 +106,17 @@ pub(super) fn read(r: &Reader<'_>) -> Result<PushSettings, ConfigError> {
                 .unwrap_or(5_000),
         });
     }
+    if let Some(i) = &s.imap {
+        let cleartext_ok = r
+            .boolean("mock.imap.allow_cleartext_master")?
+            .unwrap_or(false);
+        if i.master_user.is_some() && i.tls == ImapTls::None && !cleartext_ok {
+            return Err(r.invalid(
+                "mock.imap.tls",
+                "starttls or tls when mock.imap.master.user is set (the master password would cross the network in clear; set mock.imap.allow_cleartext_master=true to allow it anyway)",
+            ));
+        }
+    }
     s.allow_permanent = r
         .boolean("com.openexchange.push.allowPermanentPush")?
         .unwrap_or(true);

@@ -76,6 +76,13 @@ pub async fn login(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if q.contains_key("password") {
+        return OxError::invalid_param(
+            "password",
+            "it must be sent in the POST body, never in the URL (URLs end up in logs)",
+        )
+        .into_response();
+    }
     let p = params(q, &headers, &body);
     match p.get("action").map(String::as_str) {
         None => OxError::missing_param("action").into_response(),
@@ -174,20 +181,31 @@ async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Re
         "locale": "en_US",
     });
     let mut r = (StatusCode::OK, Json(body)).into_response();
+    // `Secure` when the client reached us over TLS (a TLS-terminating proxy says so in
+    // X-Forwarded-Proto); `SameSite` always.
+    let tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let attrs = if tls {
+        "; Path=/; SameSite=Lax; Secure"
+    } else {
+        "; Path=/; SameSite=Lax"
+    };
     let cookies = [
         format!(
-            "open-xchange-secret-{}={}; Path=/; HttpOnly",
+            "open-xchange-secret-{}={}{attrs}; HttpOnly",
             sess.hash, sess.secret
         ),
         format!(
-            "open-xchange-session-{}={}; Path=/; HttpOnly",
+            "open-xchange-session-{}={}{attrs}; HttpOnly",
             sess.hash, sess.id
         ),
         format!(
-            "open-xchange-public-session-{}={}; Path=/",
+            "open-xchange-public-session-{}={}{attrs}",
             sess.hash, sess.hash
         ),
-        format!("JSESSIONID={}.mock; Path=/; HttpOnly", sess.hash),
+        format!("JSESSIONID={}.mock{attrs}; HttpOnly", sess.hash),
     ];
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(&c) {

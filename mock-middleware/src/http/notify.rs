@@ -60,9 +60,11 @@ pub fn basic_auth_ok(headers: &HeaderMap, login: Option<&str>, password: Option<
     else {
         return false;
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1): `Basic`, `basic`, `BASIC`.
     let Some(b64) = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, rest)| rest)
     else {
         return false;
     };
@@ -344,6 +346,11 @@ mod tests {
         assert!(basic_auth_ok(&h, Some("ox"), Some("secret")));
         assert!(!basic_auth_ok(&h, Some("ox"), Some("secreT")));
         assert!(!basic_auth_ok(&h, None, None));
+        for scheme in ["BASIC", "bAsIc"] {
+            let v = enc("ox:secret").replacen("Basic", scheme, 1);
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            assert!(basic_auth_ok(&h, Some("ox"), Some("secret")), "{scheme}");
+        }
         h.insert(header::AUTHORIZATION, enc("oxsecret").parse().unwrap());
         assert!(!basic_auth_ok(&h, Some("ox"), Some("secret")));
     }

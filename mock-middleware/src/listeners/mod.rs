@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use crate::config::{wildcard_match, PushSettings, Settings, UsersFile};
 use crate::imap::{Imap, ImapError, METADATA_KEY};
+use crate::store::registry::StoredCredential;
 use crate::store::{SqliteStore, StoreError, Subscriptions};
-use creds::{CredError, CredStore, Credential};
+use creds::{row_ad, Cipher, CredError, CredStore, Credential};
 
 /// The topic that makes a subscription a mail subscription.
 pub const MAIL_TOPIC: &str = "ox:mail:new";
@@ -32,8 +33,11 @@ pub struct Listeners {
     db: Arc<SqliteStore>,
     subs: Subscriptions,
     creds: Option<CredStore>,
-    /// Passwords of live sessions (memory only), keyed by (context, user).
-    live: Mutex<HashMap<UserKey, Credential>>,
+    /// Credentials of live sessions (memory only), keyed by (context, user); the password is
+    /// kept encrypted under a key that exists only in this process, and decrypted only for the
+    /// moment an IMAP login needs it.
+    live: Mutex<HashMap<UserKey, StoredCredential>>,
+    live_cipher: Cipher,
     /// Users whose METADATA registration is in place: (context, user).
     running: Mutex<BTreeSet<UserKey>>,
     locks: Mutex<HashMap<UserKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -72,6 +76,7 @@ impl Listeners {
             subs,
             creds,
             live: Mutex::default(),
+            live_cipher: Cipher::random(),
             running: Mutex::default(),
             locks: Mutex::default(),
         }))
@@ -104,10 +109,7 @@ impl Listeners {
             login: login.to_string(),
             password: password.to_string(),
         };
-        self.live
-            .lock()
-            .expect("live lock")
-            .insert((ids.1, ids.0), cred);
+        self.live_put(ids.1, ids.0, &cred);
         Ok(ids)
     }
 
@@ -140,14 +142,8 @@ impl Listeners {
             tracing::error!(error = %e, "push registration could not be stored");
             return;
         }
-        let live = self
-            .live
-            .lock()
-            .expect("live lock")
-            .get(&(cid, uid))
-            .cloned();
-        if let (Some(store), Some(cred)) = (&self.creds, live) {
-            if let Err(e) = store.put(cid, uid, &cred) {
+        if let (Some(store), Some(cred)) = (&self.creds, self.live_get(cid, uid)) {
+            if let Err(e) = store.put(cid, uid, &cred).await {
                 tracing::error!(user = uid, context = cid, error = %e, "credentials could not be stored");
             }
         }
@@ -301,7 +297,7 @@ impl Listeners {
                 }
                 Err(Failure::Auth(e)) => {
                     if let Some(store) = &self.creds {
-                        let _ = store.delete(cid, uid);
+                        let _ = store.delete(cid, uid).await;
                     }
                     self.live.lock().expect("live lock").remove(&(cid, uid));
                     tracing::warn!(user = uid, context = cid, error = %e, "push registration failed: authentication error; stored credentials dropped");
@@ -319,16 +315,48 @@ impl Listeners {
         }
     }
 
-    fn credential(&self, cid: i32, uid: i32) -> Result<Credential, Failure> {
+    fn live_put(&self, cid: i32, uid: i32, c: &Credential) {
+        let row = StoredCredential {
+            login: c.login.clone(),
+            password_enc: self.live_cipher.encrypt(&c.password, &row_ad(cid, uid)),
+        };
+        self.live.lock().expect("live lock").insert((cid, uid), row);
+    }
+
+    fn live_get(&self, cid: i32, uid: i32) -> Option<Credential> {
+        let row = self
+            .live
+            .lock()
+            .expect("live lock")
+            .get(&(cid, uid))
+            .cloned()?;
+        let password = self
+            .live_cipher
+            .decrypt(&row.password_enc, &row_ad(cid, uid))
+            .ok()?;
+        Some(Credential {
+            login: row.login,
+            password,
+        })
+    }
+
+    async fn credential(&self, cid: i32, uid: i32) -> Result<Credential, Failure> {
         let imap = self.push.imap.as_ref().expect("imap configured");
         if let (Some(mu), Some(mp)) = (&imap.master_user, &imap.master_password) {
-            let login = self
+            let live = self
                 .live
                 .lock()
                 .expect("live lock")
                 .get(&(cid, uid))
-                .map(|c| c.login.clone())
-                .or_else(|| self.db.login_of(cid, uid).ok().flatten())
+                .map(|c| c.login.clone());
+            let stored = match live {
+                Some(l) => Some(l),
+                None => {
+                    let db = self.db.clone();
+                    blocking(move || db.login_of(cid, uid)).await.ok().flatten()
+                }
+            };
+            let login = stored
                 .or_else(|| {
                     self.users
                         .users
@@ -342,14 +370,14 @@ impl Listeners {
                 password: mp.expose().to_string(),
             });
         }
-        if let Some(c) = self.live.lock().expect("live lock").get(&(cid, uid)) {
-            return Ok(c.clone());
+        if let Some(c) = self.live_get(cid, uid) {
+            return Ok(c);
         }
         match &self.creds {
             None => Err(Failure::NoCredentials(
                 "no live session and com.openexchange.push.credstorage.enabled=false (no master user configured)".into(),
             )),
-            Some(store) => match store.get(cid, uid) {
+            Some(store) => match store.get(cid, uid).await {
                 Ok(Some(c)) => Ok(c),
                 Ok(None) if !store.durable() => Err(Failure::NoCredentials(
                     "no stored credentials: com.openexchange.push.credstorage.rdb=false keeps them in memory only, so they are gone after a restart; the user must log in again".into(),
@@ -362,7 +390,7 @@ impl Listeners {
 
     async fn apply(&self, cid: i32, uid: i32, want: bool) -> Result<(), Failure> {
         let imap = self.push.imap.as_ref().expect("imap configured");
-        let cred = self.credential(cid, uid)?;
+        let cred = self.credential(cid, uid).await?;
         let mut c = Imap::open(imap, &cred.login, &cred.password)
             .await
             .map_err(|e| match e {

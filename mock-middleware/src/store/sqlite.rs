@@ -49,6 +49,17 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Db(format!("{}: {e}", parent.display())))?;
         }
+        // A new database is created owner-only (0600); SQLite gives its -wal and -shm files the
+        // same mode.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
+        }
         let conn = Connection::open(path).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
