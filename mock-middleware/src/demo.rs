@@ -247,6 +247,8 @@ mock.fake.tls.cert=fake-server.pem\nmock.fake.tls.key=fake-server.key\n",
         http = p.http, admin = p.admin, apns = p.apns, fcm = p.fcm, fake_admin = p.fake_admin
     );
     write("mock.properties", &props)?;
+    let admin_token = crate::http::admin_auth::generate();
+    write("admin.token", &format!("{}\n", admin_token.expose()))?;
     write(
         "users.yml",
         &format!("users:\n  - login: {login}\n    password: {user_password}\n    userId: {uid}\n    contextId: {cid}\n    mobile_mail_app: true\ncontexts: []\n"),
@@ -274,7 +276,7 @@ mock.fake.tls.cert=fake-server.pem\nmock.fake.tls.key=fake-server.key\n",
         format!("http-notify URL for Dovecot: http://dovecot:{rest_password}@127.0.0.1:{}/preliminary/http-notify/v1/notify", p.http),
         format!("demo user: login={login} password={user_password} userId={uid} contextId={cid} (METADATA user={uid}@{cid})"),
         format!("seeded APNs device token: {token}"),
-        format!("middleware admin: http://127.0.0.1:{}/mock/pushes", p.admin),
+        format!("middleware admin: http://127.0.0.1:{}/mock/pushes (Authorization: Bearer <token in {}>)", p.admin, dir.join("admin.token").display()),
         format!("fake providers admin: http://127.0.0.1:{}/fake/requests", p.fake_admin),
     ])
 }

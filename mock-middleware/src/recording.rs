@@ -33,8 +33,24 @@ pub struct NotificationRecord {
 }
 
 impl NotificationRecord {
-    pub fn new(seq: u64, received_ms: i64, headers: &HeaderMap) -> NotificationRecord {
-        let headers = headers
+    /// A record without headers: what an unauthenticated request gets (its headers are the
+    /// sender's to choose and may be huge, so they are never kept).
+    pub fn new(seq: u64, received_ms: i64) -> NotificationRecord {
+        NotificationRecord {
+            seq,
+            received_ms,
+            headers: Vec::new(),
+            body: None,
+            status: 0,
+            result: "",
+            note: None,
+            event: None,
+        }
+    }
+
+    /// Records the headers of an authenticated request, secrets redacted.
+    pub fn set_headers(&mut self, headers: &HeaderMap) {
+        self.headers = headers
             .iter()
             .map(|(k, v)| {
                 let v = if k == header::AUTHORIZATION || k == header::COOKIE {
@@ -45,16 +61,21 @@ impl NotificationRecord {
                 (k.as_str().to_string(), v)
             })
             .collect();
-        NotificationRecord {
-            seq,
-            received_ms,
-            headers,
-            body: None,
-            status: 0,
-            result: "",
-            note: None,
-            event: None,
-        }
+    }
+
+    /// Approximate heap bytes held by this record (for `mock.recordings.max_bytes`).
+    pub fn approx_bytes(&self) -> usize {
+        let h: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 48)
+            .sum();
+        let event = self.event.as_ref().map_or(0, |e| {
+            256 + e.folder.len()
+                + e.from.as_ref().map_or(0, String::len) * 2
+                + e.subject.as_ref().map_or(0, String::len)
+        });
+        160 + h + self.body.as_ref().map_or(0, |b| b.len()) + event
     }
 
     /// Records a copy of the body.
@@ -116,29 +137,73 @@ pub struct PushRecord {
     pub new_token: Option<String>,
 }
 
-/// Bounded, ordered recordings; the oldest entries fall off when `max` is reached.
-pub struct Recorder {
-    max: usize,
-    seq: AtomicU64,
-    notifications: Mutex<VecDeque<NotificationRecord>>,
-    pushes: Mutex<VecDeque<PushRecord>>,
+impl PushRecord {
+    /// Approximate heap bytes held by this record (the request body is at most 4 KiB).
+    pub fn approx_bytes(&self) -> usize {
+        let request = if self.request.is_null() { 0 } else { 1024 };
+        256 + self.token.len()
+            + self.reason.len()
+            + self.url.len()
+            + request
+            + self.history.len() * 96
+    }
 }
 
-fn push_bounded<T>(max: usize, list: &Mutex<VecDeque<T>>, v: T) {
-    let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
-    if l.len() >= max {
-        l.pop_front();
+/// One bounded list: entries and the approximate bytes they hold.
+struct Bounded<T> {
+    list: VecDeque<T>,
+    bytes: usize,
+}
+
+impl<T> Default for Bounded<T> {
+    fn default() -> Self {
+        Bounded {
+            list: VecDeque::new(),
+            bytes: 0,
+        }
     }
-    l.push_back(v);
+}
+
+/// Bounded, ordered recordings; the oldest entries fall off when `max` entries or `max_bytes`
+/// (approximate heap bytes, per list) are reached.
+pub struct Recorder {
+    max: usize,
+    max_bytes: usize,
+    seq: AtomicU64,
+    notifications: Mutex<Bounded<NotificationRecord>>,
+    pushes: Mutex<Bounded<PushRecord>>,
+}
+
+fn push_bounded<T>(
+    max: usize,
+    max_bytes: usize,
+    list: &Mutex<Bounded<T>>,
+    v: T,
+    size: impl Fn(&T) -> usize,
+) {
+    let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
+    l.bytes += size(&v);
+    l.list.push_back(v);
+    while l.list.len() > max || (l.bytes > max_bytes && l.list.len() > 1) {
+        if let Some(old) = l.list.pop_front() {
+            l.bytes = l.bytes.saturating_sub(size(&old));
+        }
+    }
 }
 
 impl Recorder {
     pub fn new(max: usize) -> Recorder {
+        Recorder::with_bytes(max, usize::MAX)
+    }
+
+    /// At most `max` entries and about `max_bytes` bytes in each list.
+    pub fn with_bytes(max: usize, max_bytes: usize) -> Recorder {
         Recorder {
             max,
+            max_bytes,
             seq: AtomicU64::new(0),
-            notifications: Mutex::new(VecDeque::new()),
-            pushes: Mutex::new(VecDeque::new()),
+            notifications: Mutex::default(),
+            pushes: Mutex::default(),
         }
     }
 
@@ -148,11 +213,13 @@ impl Recorder {
     }
 
     pub fn record_notification(&self, v: NotificationRecord) {
-        push_bounded(self.max, &self.notifications, v);
+        let (max, bytes) = (self.max, self.max_bytes);
+        push_bounded(max, bytes, &self.notifications, v, |r| r.approx_bytes());
     }
 
     pub fn record_push(&self, v: PushRecord) {
-        push_bounded(self.max, &self.pushes, v);
+        let (max, bytes) = (self.max, self.max_bytes);
+        push_bounded(max, bytes, &self.pushes, v, PushRecord::approx_bytes);
     }
 
     pub fn notifications(&self) -> Vec<Value> {
@@ -160,6 +227,7 @@ impl Recorder {
             .notifications
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .list
             .iter()
             .cloned()
             .collect();
@@ -171,6 +239,7 @@ impl Recorder {
             .pushes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .list
             .iter()
             .cloned()
             .collect();
@@ -180,16 +249,13 @@ impl Recorder {
     }
 
     pub fn clear(&self) {
-        self.notifications
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.pushes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        *self.notifications.lock().unwrap_or_else(|p| p.into_inner()) = Bounded::default();
+        *self.pushes.lock().unwrap_or_else(|p| p.into_inner()) = Bounded::default();
     }
 }
+
+/// Largest accepted `delay_ms` of a fault.
+pub const MAX_FAULT_DELAY_MS: u64 = 30_000;
 
 /// Body of `POST /mock/faults`.
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +287,11 @@ impl Faults {
             if !(100..=599).contains(&s) {
                 return Err(format!("status {s} is not an HTTP status code (100-599)"));
             }
+        }
+        if spec.delay_ms.is_some_and(|d| d > MAX_FAULT_DELAY_MS) {
+            return Err(format!(
+                "delay_ms must be at most {MAX_FAULT_DELAY_MS} (a delayed request holds a connection)"
+            ));
         }
         let count = spec.count.unwrap_or(1);
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -291,6 +362,13 @@ mod tests {
                 delay_ms: None
             })
             .is_err());
+        assert!(f
+            .set(FaultSpec {
+                status: None,
+                count: None,
+                delay_ms: Some(MAX_FAULT_DELAY_MS + 1)
+            })
+            .is_err());
     }
 
     #[test]
@@ -299,7 +377,8 @@ mod tests {
         for i in 0..3 {
             let mut h = HeaderMap::new();
             h.insert(header::AUTHORIZATION, "Basic c2VjcmV0".parse().unwrap());
-            let mut n = NotificationRecord::new(i, 0, &h);
+            let mut n = NotificationRecord::new(i, 0);
+            n.set_headers(&h);
             n.set_body(b"{not json");
             r.record_notification(n);
         }
@@ -314,5 +393,18 @@ mod tests {
         assert_eq!(got[0]["body"], "{not json");
         r.clear();
         assert!(r.notifications().is_empty());
+    }
+
+    #[test]
+    fn recorder_is_bounded_by_bytes() {
+        let r = Recorder::with_bytes(1000, 100_000);
+        for i in 0..100 {
+            let mut n = NotificationRecord::new(i, 0);
+            n.set_body(&[b'x'; 10_000]);
+            r.record_notification(n);
+        }
+        let got = r.notifications();
+        assert!(got.len() < 11 && got.len() >= 9, "{}", got.len());
+        assert_eq!(got.last().unwrap()["seq"], 99);
     }
 }

@@ -36,6 +36,8 @@ pub enum StartError {
     Credentials(#[from] crate::listeners::creds::CredError),
     #[error("{0}")]
     Branding(String),
+    #[error("Admin token: {0}.")]
+    AdminToken(String),
 }
 
 /// A running instance; dropping it does not stop it, call [`Running::shutdown`].
@@ -157,7 +159,10 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
             tokio::spawn(async move { l.subscriptions_removed(cid, uid, why).await });
         }
     }));
-    let recorder = Arc::new(Recorder::new(settings.recordings_max));
+    let recorder = Arc::new(Recorder::with_bytes(
+        settings.recordings_max,
+        settings.recordings_max_bytes,
+    ));
     let metrics = Arc::new(Metrics::new());
     let queue = push::start(
         &settings,
@@ -181,7 +186,25 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
     let admin_addr = admin_l
         .local_addr()
         .map_err(|e| StartError::Bind(settings.admin_listen, e))?;
+    let admin_token = {
+        let path = settings.admin_token_file.clone();
+        tokio::task::spawn_blocking(move || crate::http::admin_auth::load_or_create(&path))
+            .await
+            .map_err(|e| StartError::AdminToken(e.to_string()))?
+            .map_err(|e| {
+                StartError::AdminToken(format!("{}: {e}", settings.admin_token_file.display()))
+            })?
+    };
+    for (what, addr) in [
+        ("mock.http.listen", http_addr),
+        ("mock.admin.listen", admin_addr),
+    ] {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "{what} is not a loopback address and the listener has no TLS: passwords, session secrets and tokens cross the network in clear; put a TLS proxy in front or bind to 127.0.0.1");
+        }
+    }
     let state = Arc::new(AppState {
+        admin_token,
         settings: Arc::new(settings),
         subs,
         sessions: Default::default(),

@@ -146,7 +146,7 @@ async fn oversized_body_is_413_and_wrong_method_is_405() {
 async fn faults_answer_the_next_count_requests_then_stop() {
     let h = Harness::start(Opts::default()).await;
     let r = h
-        .http
+        .admin_http
         .post(h.admin("/mock/faults"))
         .json(&json!({"status": 503, "count": 2, "delay_ms": 150}))
         .send()
@@ -162,7 +162,7 @@ async fn faults_answer_the_next_count_requests_then_stop() {
     }
     assert_eq!(h.notify(&new_mail("3@1", 1)).await.status(), 200);
     let bad = h
-        .http
+        .admin_http
         .post(h.admin("/mock/faults"))
         .json(&json!({"status": 42}))
         .send()
@@ -170,7 +170,7 @@ async fn faults_answer_the_next_count_requests_then_stop() {
         .unwrap();
     assert_eq!(bad.status(), 400);
     let bad = h
-        .http
+        .admin_http
         .post(h.admin("/mock/faults"))
         .body("{")
         .send()
@@ -196,7 +196,7 @@ async fn recordings_are_cleared_and_metrics_are_exposed() {
     assert!(m.contains("mock_queue_depth"), "{m}");
     assert!(m.contains("mock_notify_duration_seconds_bucket"), "{m}");
     let r = h
-        .http
+        .admin_http
         .delete(h.admin("/mock/recordings"))
         .send()
         .await
@@ -232,7 +232,7 @@ async fn login_answers_ox_fields_and_cookies_and_errors() {
     assert!(v["error"].as_str().unwrap().contains("name"));
     let r = h
         .http
-        .get(h.url("/ajax/login?action=login&name=alice&password=pw-alice"))
+        .get(h.url("/ajax/login?action=login&name=alice"))
         .send()
         .await
         .unwrap();
@@ -376,7 +376,7 @@ async fn pns_validates_like_ox() {
             "topics",
         ),
         (
-            json!({"token": "ab", "transport": "fcm", "topics": ["ox:mail:new"]}),
+            json!({"token": "ab", "transport": "wns", "topics": ["ox:mail:new"]}),
             "SVL-0010",
             "transport",
         ),

@@ -71,6 +71,8 @@ pub struct Settings {
     pub config_dir: PathBuf,
     pub http_listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// Bearer token file of the admin listener's `/mock/*` (created 0600 when missing).
+    pub admin_token_file: PathBuf,
     pub db: PathBuf,
     pub apns_url: Option<String>,
     pub fcm_url: String,
@@ -89,6 +91,8 @@ pub struct Settings {
     pub retry_base_ms: u64,
     pub retry_max_age_ms: u64,
     pub recordings_max: usize,
+    /// Approximate bytes kept in each recording list (`mock.recordings.max_bytes`).
+    pub recordings_max_bytes: usize,
     pub apns_expiration_s: u64,
     pub mobile_mail_app: bool,
     pub allowed_clients: Vec<String>,
@@ -105,6 +109,7 @@ impl Default for Settings {
             config_dir: PathBuf::from("."),
             http_listen: "127.0.0.1:8009".parse().expect("literal"),
             admin_listen: "127.0.0.1:8010".parse().expect("literal"),
+            admin_token_file: PathBuf::from("admin.token"),
             db: PathBuf::from("mock-middleware.sqlite"),
             apns_url: None,
             fcm_url: "https://fcm.googleapis.com".into(),
@@ -122,6 +127,7 @@ impl Default for Settings {
             retry_base_ms: 200,
             retry_max_age_ms: 60_000,
             recordings_max: 10_000,
+            recordings_max_bytes: 32 << 20,
             apns_expiration_s: 86_400,
             mobile_mail_app: false,
             allowed_clients: parse_client_patterns(DEFAULT_ALLOWED_CLIENTS),
@@ -190,6 +196,9 @@ impl Settings {
         s.admin_listen = r
             .parse("mock.admin.listen", "a socket address like 127.0.0.1:8010")?
             .unwrap_or(s.admin_listen);
+        s.admin_token_file = r
+            .path("mock.admin.token_file")
+            .unwrap_or_else(|| dir.join("admin.token"));
         s.db = r.path("mock.db").unwrap_or(s.db);
         s.apns_url = r.url("mock.apns.url")?;
         s.fcm_url = r.url("mock.fcm.url")?.unwrap_or(s.fcm_url);
@@ -224,6 +233,9 @@ impl Settings {
         s.recordings_max = r
             .positive("mock.recordings.max")?
             .unwrap_or(s.recordings_max as u64) as usize;
+        s.recordings_max_bytes = r
+            .positive("mock.recordings.max_bytes")?
+            .unwrap_or(s.recordings_max_bytes as u64) as usize;
         s.apns_expiration_s = r
             .parse("mock.apns.expiration_s", "a number of seconds")?
             .unwrap_or(s.apns_expiration_s);

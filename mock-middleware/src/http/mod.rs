@@ -4,6 +4,7 @@
 //! (`/config/providers`, ...) slot in as further modules here.
 
 pub mod admin;
+pub mod admin_auth;
 pub mod client;
 pub mod config;
 pub mod envelope;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub queue: mpsc::Sender<PushJob>,
     pub listeners: Arc<crate::listeners::Listeners>,
     pub branding: Option<config::Branding>,
+    /// Bearer token of `/mock/*` on the admin listener.
+    pub admin_token: crate::config::Secret,
 }
 
 pub type State = Arc<AppState>;
@@ -77,9 +80,10 @@ pub fn public_router(state: State) -> Router {
         .with_state(state)
 }
 
-/// The admin router: recordings, faults, metrics.
+/// The admin router: recordings, faults and registrations behind the bearer token
+/// ([`admin_auth`]); `/metrics` open.
 pub fn admin_router(state: State) -> Router {
-    Router::new()
+    let guarded = Router::new()
         .route("/mock/notifications", get(admin::notifications))
         .route("/mock/pushes", get(admin::pushes))
         .route("/mock/faults", axum::routing::post(admin::faults))
@@ -91,6 +95,12 @@ pub fn admin_router(state: State) -> Router {
             "/mock/registrations",
             get(admin::registrations).delete(admin::unregister),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin_auth::require,
+        ));
+    Router::new()
+        .merge(guarded)
         .route("/metrics", get(admin::metrics))
         .with_state(state)
 }

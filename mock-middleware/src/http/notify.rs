@@ -111,7 +111,7 @@ struct NotifyBody {
 pub async fn notify(State(s): State<S>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let seq = s.recorder.next_seq();
-    let mut rec = NotificationRecord::new(seq, now_ms(), &headers);
+    let mut rec = NotificationRecord::new(seq, now_ms());
     let (result, response) = handle(&s, &headers, body, seq, &mut rec).await;
     rec.status = response.status().as_u16();
     rec.result = result;
@@ -130,6 +130,16 @@ async fn handle(
     seq: u64,
     rec: &mut NotificationRecord,
 ) -> (&'static str, Response) {
+    let st = &s.settings;
+    if !basic_auth_ok(
+        headers,
+        st.basic_login.as_deref(),
+        st.basic_password.as_ref().map(|p| p.expose()),
+    ) {
+        // Recorded without headers, and no pending fault is used up by a stranger.
+        return ("unauthorized", unauthorized());
+    }
+    rec.set_headers(headers);
     if let Some(fault) = s.faults.take() {
         if fault.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
@@ -144,14 +154,6 @@ async fn handle(
             }
             return ("fault", r);
         }
-    }
-    let st = &s.settings;
-    if !basic_auth_ok(
-        headers,
-        st.basic_login.as_deref(),
-        st.basic_password.as_ref().map(|p| p.expose()),
-    ) {
-        return ("unauthorized", unauthorized());
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)

@@ -58,6 +58,9 @@ pub struct Harness {
     pub fakes: RunningFakes,
     pub server: Option<Running>,
     pub http: reqwest::Client,
+    /// Sends the admin bearer token (`admin.token` in the config dir) with every request.
+    pub admin_http: reqwest::Client,
+    pub admin_token: String,
     pub opts: Opts,
 }
 
@@ -132,11 +135,24 @@ impl Harness {
         if let Some(m) = &opts.mailapp_yml {
             std::fs::write(d.join("mailapp-config.yml"), m).unwrap();
         }
+        let admin_token = hex::encode(rand::random::<[u8; 16]>());
+        std::fs::write(d.join("admin.token"), format!("{admin_token}\n")).unwrap();
+        let mut bearer = reqwest::header::HeaderMap::new();
+        bearer.insert(
+            "authorization",
+            format!("Bearer {admin_token}").parse().unwrap(),
+        );
+        let admin_http = reqwest::Client::builder()
+            .default_headers(bearer)
+            .build()
+            .unwrap();
         let mut h = Harness {
             dir,
             fakes,
             server: None,
             http: reqwest::Client::new(),
+            admin_http,
+            admin_token,
             opts,
         };
         h.start_server().await;
@@ -242,7 +258,7 @@ impl Harness {
         assert_eq!(v, json!({"data": {"success": true}}), "subscribe failed");
     }
 
-    /// The admin `/metrics` text.
+    /// The admin `/metrics` text (open: no token sent).
     pub async fn metrics(&self) -> String {
         self.http
             .get(self.admin("/metrics"))
@@ -254,8 +270,9 @@ impl Harness {
             .unwrap()
     }
 
+    /// GET a JSON document; admin URLs get the bearer token.
     pub async fn get_json(&self, url: String) -> Value {
-        self.http
+        self.admin_http
             .get(url)
             .send()
             .await
