@@ -217,19 +217,21 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
     });
     listeners.reassert_all().await;
     let (stop, rx) = watch::channel(false);
-    let serve = |l: TcpListener, app: axum::Router, mut rx: watch::Receiver<bool>| {
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.wait_for(|v| *v).await;
-            };
-            if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
-                tracing::error!(error = %e, "listener failed");
-            }
-        })
-    };
+    let mut limits = state.settings.limits.clone();
+    limits.fit(http::listen::raise_nofile());
+    tracing::info!(
+        public = limits.public.max_connections,
+        admin = limits.admin.max_connections,
+        "connection limits"
+    );
     let tasks = vec![
-        serve(http_l, http::public_router(state.clone()), rx.clone()),
-        serve(admin_l, http::admin_router(state.clone()), rx),
+        http::listen::serve(
+            http_l,
+            http::public_router(state.clone()),
+            limits.public,
+            rx.clone(),
+        ),
+        http::listen::serve(admin_l, http::admin_router(state.clone()), limits.admin, rx),
     ];
     tracing::info!(%http_addr, %admin_addr, subscriptions = state.subs.len(), "mock-middleware listening");
     Ok(Running {

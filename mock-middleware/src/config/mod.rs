@@ -4,6 +4,7 @@
 //! that cannot be used stops startup with one line naming the file, key, value and the expected
 //! form, so that an operator can fix it without reading code.
 
+pub mod limits;
 pub mod mailapp;
 pub mod properties;
 pub mod push;
@@ -101,6 +102,7 @@ pub struct Settings {
     pub users: UsersFile,
     pub mailapp: MailAppConfig,
     pub push: PushSettings,
+    pub limits: limits::ListenerLimits,
 }
 
 impl Default for Settings {
@@ -146,6 +148,7 @@ impl Default for Settings {
             users: UsersFile::default(),
             mailapp: MailAppConfig::default(),
             push: PushSettings::default(),
+            limits: limits::ListenerLimits::default(),
         }
     }
 }
@@ -279,6 +282,7 @@ impl Settings {
             ));
         }
         s.push = push::read(&r)?;
+        s.limits = limits::read(&r)?;
         Ok(s)
     }
 

@@ -8,6 +8,7 @@ pub mod admin_auth;
 pub mod client;
 pub mod config;
 pub mod envelope;
+pub mod listen;
 pub mod notify;
 pub mod session;
 pub mod subscribe;

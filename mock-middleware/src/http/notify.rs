@@ -168,7 +168,22 @@ async fn handle(
             ),
         );
     }
-    let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+    // The whole body within the body timeout (tower-http's timeout is per frame only).
+    let within = s.settings.limits.public.body_timeout;
+    let limited = http_body_util::Limited::new(body, MAX_BODY).collect();
+    let Ok(collected) = tokio::time::timeout(within, limited).await else {
+        return (
+            "body_timeout",
+            error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "The request body did not arrive within {} ms.",
+                    within.as_millis()
+                ),
+            ),
+        );
+    };
+    let bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -179,6 +194,15 @@ async fn handle(
                 error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "The request body is larger than 64 KiB.",
+                ),
+            )
+        }
+        Err(e) if e.is::<tower_http::timeout::TimeoutError>() => {
+            return (
+                "body_timeout",
+                error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body stalled longer than the body timeout.",
                 ),
             )
         }
