@@ -203,11 +203,17 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
             tracing::warn!(%addr, "{what} is not a loopback address and the listener has no TLS: passwords, session secrets and tokens cross the network in clear; put a TLS proxy in front or bind to 127.0.0.1");
         }
     }
+    let sessions = crate::http::session::Sessions::new(
+        settings.login.session_idle,
+        settings.login.session_max,
+    );
+    let throttle = crate::http::throttle::Throttle::new(settings.login.throttle.clone());
     let state = Arc::new(AppState {
         admin_token,
         settings: Arc::new(settings),
         subs,
-        sessions: Default::default(),
+        sessions,
+        throttle,
         recorder,
         faults: Faults::default(),
         metrics,

@@ -1,10 +1,55 @@
-//! Listener limits (`mock.http.*`, `mock.admin.max_connections`): connection caps, header and
-//! body timeouts, request size caps. Defaults are in [`crate::http::listen::Limits`].
+//! Limits of listeners and logins: connection caps, header and body timeouts, request size
+//! caps (`mock.http.*`, `mock.admin.max_connections`; defaults in
+//! [`crate::http::listen::Limits`]), login throttling (`mock.login.throttle.*`) and session
+//! lifetimes (`mock.session.*`).
 
 use std::time::Duration;
 
 use super::{ConfigError, Reader};
 use crate::http::listen::Limits;
+use crate::http::throttle::ThrottleSettings;
+
+/// Login throttling and session lifetimes.
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    pub throttle: ThrottleSettings,
+    /// A session unused this long expires (`mock.session.idle_timeout_s`, 3600).
+    pub session_idle: Duration,
+    /// A session expires this long after login whatever its use
+    /// (`mock.session.max_lifetime_s`, 86400).
+    pub session_max: Duration,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings {
+            throttle: ThrottleSettings::default(),
+            session_idle: Duration::from_secs(3600),
+            session_max: Duration::from_secs(86_400),
+        }
+    }
+}
+
+pub(super) fn read_login(r: &Reader<'_>) -> Result<LoginSettings, ConfigError> {
+    let mut l = LoginSettings::default();
+    let t = &mut l.throttle;
+    t.free = r
+        .parse("mock.login.throttle.free_attempts", "a number of attempts")?
+        .unwrap_or(t.free);
+    t.base = r
+        .positive("mock.login.throttle.base_ms")?
+        .map_or(t.base, Duration::from_millis);
+    t.max = r
+        .positive("mock.login.throttle.max_ms")?
+        .map_or(t.max, Duration::from_millis);
+    l.session_idle = r
+        .positive("mock.session.idle_timeout_s")?
+        .map_or(l.session_idle, Duration::from_secs);
+    l.session_max = r
+        .positive("mock.session.max_lifetime_s")?
+        .map_or(l.session_max, Duration::from_secs);
+    Ok(l)
+}
 
 /// Limits of the public and the admin listener.
 #[derive(Debug, Clone)]

@@ -103,6 +103,7 @@ pub struct Settings {
     pub mailapp: MailAppConfig,
     pub push: PushSettings,
     pub limits: limits::ListenerLimits,
+    pub login: limits::LoginSettings,
 }
 
 impl Default for Settings {
@@ -149,6 +150,7 @@ impl Default for Settings {
             mailapp: MailAppConfig::default(),
             push: PushSettings::default(),
             limits: limits::ListenerLimits::default(),
+            login: limits::LoginSettings::default(),
         }
     }
 }
@@ -283,6 +285,7 @@ impl Settings {
         }
         s.push = push::read(&r)?;
         s.limits = limits::read(&r)?;
+        s.login = limits::read_login(&r)?;
         Ok(s)
     }
 

@@ -71,6 +71,7 @@ pub fn request_params(
 /// `/ajax/login?action=login|logout`.
 pub async fn login(
     State(s): State<S>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     method: Method,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -86,7 +87,10 @@ pub async fn login(
     let p = params(q, &headers, &body);
     match p.get("action").map(String::as_str) {
         None => OxError::missing_param("action").into_response(),
-        Some("login") if method == Method::POST => do_login(&s, &p, &headers).await,
+        Some("login") if method == Method::POST => {
+            let ip = peer.map(|p| p.0 .0.ip().to_string()).unwrap_or_default();
+            do_login(&s, &p, &headers, &ip).await
+        }
         Some("login") => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "POST")],
@@ -107,13 +111,32 @@ pub async fn login(
     }
 }
 
-async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Response {
+async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap, ip: &str) -> Response {
     let Some(name) = p.get("name") else {
         return OxError::missing_param("name").into_response();
     };
     let Some(password) = p.get("password") else {
         return OxError::missing_param("password").into_response();
     };
+    // Throttled per address and per login before any password check (an IMAP-backed check
+    // costs a Dovecot connection, and Dovecot penalises our address for everyone).
+    let user_key = format!("user:{}", name.to_lowercase());
+    let keys = [format!("ip:{ip}"), user_key.clone()];
+    if let Err(wait) = s.throttle.check(&keys) {
+        let secs = wait.as_secs().max(1);
+        let mut r = OxError::new(
+            "MOCK-0429",
+            super::envelope::Category::TryAgain,
+            format!(
+                "Too many failed logins for this user or from this address; try again in {secs} s."
+            ),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let given = p.get("client").filter(|c| !c.is_empty()).cloned();
     let client = given
         .clone()
@@ -130,6 +153,7 @@ async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Re
         }
     }
     let bad_credentials = || {
+        s.throttle.failure(&keys);
         OxError::new(
             "LGI-0006",
             super::envelope::Category::UserInput,
@@ -166,6 +190,7 @@ async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Re
             _ => return bad_credentials(),
         }
     };
+    s.throttle.success(&user_key);
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -195,7 +220,8 @@ async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Re
     let cookies = [
         format!(
             "open-xchange-secret-{}={}{attrs}; HttpOnly",
-            sess.hash, sess.secret
+            sess.hash,
+            sess.secret.expose()
         ),
         format!(
             "open-xchange-session-{}={}{attrs}; HttpOnly",

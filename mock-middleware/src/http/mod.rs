@@ -12,6 +12,7 @@ pub mod listen;
 pub mod notify;
 pub mod session;
 pub mod subscribe;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub queue: mpsc::Sender<PushJob>,
     pub listeners: Arc<crate::listeners::Listeners>,
     pub branding: Option<config::Branding>,
+    /// Failed-login throttling per address and per login name.
+    pub throttle: throttle::Throttle,
     /// Bearer token of `/mock/*` on the admin listener.
     pub admin_token: crate::config::Secret,
 }
