@@ -126,11 +126,14 @@ pub async fn pushusers_list(dir: &Path) -> anyhow::Result<Vec<String>> {
                 )
             })
             .collect(),
-        Err(e) => from_db(&s, &url, &e.to_string())?
-            .registrations()?
-            .into_iter()
-            .map(|(c, u, cl)| (c as i64, u as i64, cl))
-            .collect(),
+        Err(e) => {
+            let (s2, url2, why) = (s.clone(), url.clone(), e.to_string());
+            off_executor(move || Ok(from_db(&s2, &url2, &why)?.registrations()?))
+                .await?
+                .into_iter()
+                .map(|(c, u, cl)| (c as i64, u as i64, cl))
+                .collect()
+        }
     };
     if regs.is_empty() {
         return Ok(vec!["No registered push users.".into()]);
@@ -140,6 +143,13 @@ pub async fn pushusers_list(dir: &Path) -> anyhow::Result<Vec<String>> {
         .map(|(c, u, cl)| vec![c.to_string(), u.to_string(), cl])
         .collect();
     Ok(table(&["Context", "User", "Client"], &rows))
+}
+
+/// Runs SQLite work on the blocking pool.
+async fn off_executor<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
 }
 
 fn from_db(s: &Settings, url: &str, why: &str) -> anyhow::Result<SqliteStore> {
@@ -181,7 +191,11 @@ pub async fn pushusers_remove(
         .await
     {
         Ok(r) => admin_json(&url, r).await?["deleted"] == true,
-        Err(e) => from_db(&s, &url, &e.to_string())?.remove_registration(cid, uid, client_id)?,
+        Err(e) => {
+            let (s2, url2, why, cl) = (s.clone(), url.clone(), e.to_string(), client_id.to_string());
+            off_executor(move || Ok(from_db(&s2, &url2, &why)?.remove_registration(cid, uid, &cl)?))
+                .await?
+        }
     };
     Ok(if deleted {
         format!("Push registration successfully deleted for user {uid} in context {cid} for client '{client_id}'")

@@ -60,7 +60,7 @@ pub enum LoadCmd {
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     match args.cmd {
         LoadCmd::Seed { db, users } => {
-            let store = SqliteStore::open(&db)?;
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db)).await??;
             let subs: Vec<Subscription> = (1..=users as i32)
                 .map(|u| Subscription {
                     context_id: 1,
@@ -72,7 +72,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                     created: now_ms(),
                 })
                 .collect();
-            store.put_many(&subs)?;
+            tokio::task::spawn_blocking(move || store.put_many(&subs)).await??;
             println!("{}", json!({"seeded": users}));
         }
         LoadCmd::Run {
