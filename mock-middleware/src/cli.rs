@@ -192,7 +192,8 @@ pub async fn pushusers_remove(
     {
         Ok(r) => admin_json(&url, r).await?["deleted"] == true,
         Err(e) => {
-            let (s2, url2, why, cl) = (s.clone(), url.clone(), e.to_string(), client_id.to_string());
+            let (s2, url2, why, cl) =
+                (s.clone(), url.clone(), e.to_string(), client_id.to_string());
             off_executor(move || Ok(from_db(&s2, &url2, &why)?.remove_registration(cid, uid, &cl)?))
                 .await?
         }
