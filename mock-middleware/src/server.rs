@@ -8,12 +8,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{ApnsAuth, Settings};
+use crate::faults::Faults;
 use crate::http::{self, AppState};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
 use crate::push::client::ProviderClient;
 use crate::push::{self, apns, fcm, gcm, Providers};
-use crate::recording::{Faults, Recorder};
+use crate::recording::Recorder;
 use crate::store::{SqliteStore, Subscriptions};
 use crate::tls;
 

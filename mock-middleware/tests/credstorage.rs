@@ -124,7 +124,7 @@ async fn tampered_context_user_swap_of_a_stored_credential_fails_to_decrypt() {
     // An attacker with write access to the table copies alice's row to user 4 of context 2.
     let row = db.credential(1, 3).unwrap().unwrap();
     db.put_credential(2, 4, &row).unwrap();
-    let err = store.get(2, 4).await.err().expect("swapped row refused");
+    let err = store.get(2, 4).await.expect_err("swapped row refused");
     assert!(matches!(err, CredError::WrongPasscrypt), "{err}");
     assert_eq!(store.get(1, 3).await.unwrap().unwrap().password, PASSWORD);
 }

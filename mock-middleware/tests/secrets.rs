@@ -78,14 +78,14 @@ fn init_demo_writes_keys_passwords_and_database_owner_only() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
-    let ports = mock_middleware::demo::DemoPorts {
+    let ports = mock_middleware::tools::demo::DemoPorts {
         http: 1,
         admin: 2,
         apns: 3,
         fcm: 4,
         fake_admin: 5,
     };
-    mock_middleware::demo::init_demo(&d, ports, Default::default()).unwrap();
+    mock_middleware::tools::demo::init_demo(&d, ports, Default::default()).unwrap();
     let mut seen = 0;
     for e in std::fs::read_dir(&d).unwrap().flatten() {
         let mode = e.metadata().unwrap().permissions().mode() & 0o777;

@@ -8,15 +8,18 @@ pub mod limits;
 pub mod mailapp;
 pub mod properties;
 pub mod push;
+mod reader;
 pub mod secret;
 pub mod users;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use crate::wildcard::{parse_client_patterns, wildcard_match};
 pub use mailapp::MailAppConfig;
 pub use properties::Properties;
 pub use push::{CredFormat, ImapSettings, ImapTls, PushSettings};
+use reader::Reader;
 pub use secret::Secret;
 pub use users::{UserEntry, UsersFile};
 
@@ -322,118 +325,6 @@ impl Settings {
     }
 }
 
-/// Parses OX's quoted, comma-separated wildcard list (`"USM-EAS*", "open-xchange-mailapp"`).
-pub fn parse_client_patterns(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|s| s.trim().trim_matches('"').trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// `*` matches any run of characters, `?` one character; everything else literally.
-pub fn wildcard_match(pattern: &str, s: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = s.chars().collect();
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(sp) = star {
-            pi = sp + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-struct Reader<'a> {
-    p: &'a Properties,
-    dir: &'a Path,
-}
-
-impl Reader<'_> {
-    fn invalid(&self, key: &str, expected: &str) -> ConfigError {
-        let (file, value) = match self.p.get(key) {
-            Some(v) => (v.file.display().to_string(), v.value.clone()),
-            None => (self.dir.display().to_string(), String::new()),
-        };
-        ConfigError::Invalid {
-            file,
-            key: key.to_string(),
-            value,
-            expected: expected.to_string(),
-        }
-    }
-    fn string(&self, key: &str) -> Option<String> {
-        self.p.get(key).map(|v| v.value.trim().to_string())
-    }
-    fn secret(&self, key: &str) -> Option<Secret> {
-        self.string(key).map(Secret::from)
-    }
-    fn parse<T: std::str::FromStr>(
-        &self,
-        key: &str,
-        expected: &str,
-    ) -> Result<Option<T>, ConfigError> {
-        match self.string(key) {
-            None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| self.invalid(key, expected)),
-        }
-    }
-    fn positive(&self, key: &str) -> Result<Option<u64>, ConfigError> {
-        match self.parse::<u64>(key, "a positive integer")? {
-            Some(0) => Err(self.invalid(key, "a positive integer")),
-            v => Ok(v),
-        }
-    }
-    fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        match self.string(key).as_deref() {
-            None => Ok(None),
-            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(_) => Err(self.invalid(key, "true or false")),
-        }
-    }
-    fn path(&self, key: &str) -> Option<PathBuf> {
-        self.string(key).map(|v| {
-            let p = PathBuf::from(v);
-            if p.is_absolute() {
-                p
-            } else {
-                self.dir.join(p)
-            }
-        })
-    }
-    fn existing_file(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
-        match self.path(key) {
-            Some(p) if !p.is_file() => {
-                Err(self.invalid(key, "the path of an existing readable file"))
-            }
-            other => Ok(other),
-        }
-    }
-    fn url(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        match self.string(key) {
-            None => Ok(None),
-            Some(v) if (v.starts_with("https://") || v.starts_with("http://")) && v.len() > 8 => {
-                Ok(Some(v.trim_end_matches('/').to_string()))
-            }
-            Some(_) => Err(self.invalid(key, "an http:// or https:// URL")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,22 +390,5 @@ mod tests {
         let text = "com.openxchange.mobilepush.events.apn.ios.enabled=true\n";
         let err = Settings::from_properties(&props(text), Path::new("/tmp")).unwrap_err();
         assert!(err.to_string().contains("privatekey"), "{err}");
-    }
-
-    #[test]
-    fn client_patterns_and_wildcards() {
-        let pats = parse_client_patterns(DEFAULT_ALLOWED_CLIENTS);
-        assert_eq!(pats.len(), 4);
-        assert!(wildcard_match(
-            "open-xchange-mobile-api-facade*",
-            "open-xchange-mobile-api-facade-ios"
-        ));
-        assert!(wildcard_match("USM-EAS*", "USM-EAS"));
-        assert!(!wildcard_match(
-            "open-xchange-mailapp",
-            "open-xchange-mailapp2"
-        ));
-        assert!(wildcard_match("a?c*", "abcdef"));
-        assert!(!wildcard_match("a?c", "ac"));
     }
 }

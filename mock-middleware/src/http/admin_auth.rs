@@ -32,7 +32,7 @@ pub fn load_or_create(path: &Path) -> std::io::Result<Secret> {
         Ok(_) => Err(std::io::Error::other("the file is empty")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let t = generate();
-            crate::demo::write_private(path, format!("{}\n", t.expose()).as_bytes())?;
+            crate::config::secret::write_private(path, format!("{}\n", t.expose()).as_bytes())?;
             tracing::info!(file = %path.display(), "admin token created");
             Ok(t)
         }

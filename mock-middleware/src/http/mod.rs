@@ -5,10 +5,11 @@
 
 pub mod admin;
 pub mod admin_auth;
-pub mod client;
 pub mod config;
 pub mod envelope;
 pub mod listen;
+pub mod login;
+pub mod mobilenotifier;
 pub mod notify;
 pub mod session;
 pub mod subscribe;
@@ -21,9 +22,10 @@ use axum::Router;
 use tokio::sync::mpsc;
 
 use crate::config::Settings;
+use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::push::PushJob;
-use crate::recording::{Faults, Recorder};
+use crate::recording::Recorder;
 use crate::store::Subscriptions;
 
 /// Everything the handlers share.
@@ -55,19 +57,19 @@ pub fn public_router(state: State) -> Router {
     let api = Router::new()
         .route(
             "/login",
-            get(client::login)
-                .post(client::login)
+            get(login::login)
+                .post(login::login)
                 .fallback(wrong("GET, POST", "login")),
         )
         .route(
             "/capabilities",
-            get(client::capabilities).fallback(wrong("GET", "capabilities")),
+            get(login::capabilities).fallback(wrong("GET", "capabilities")),
         )
         .route(
             "/mobilenotifier",
-            get(subscribe::mobilenotifier)
-                .post(subscribe::mobilenotifier)
-                .put(subscribe::mobilenotifier)
+            get(mobilenotifier::mobilenotifier)
+                .post(mobilenotifier::mobilenotifier)
+                .put(mobilenotifier::mobilenotifier)
                 .fallback(wrong("GET, POST, PUT", "mobilenotifier")),
         )
         .route("/pns", put(subscribe::pns).fallback(wrong("PUT", "pns")));

@@ -1,4 +1,5 @@
-//! Subscribe APIs: legacy `mobilenotifier` (OX Mail v1) and `pns` (7.8.3+), with gating.
+//! Subscribe API `pns` (7.8.3+), the gating shared with the legacy `mobilenotifier`
+//! ([`super::mobilenotifier`]), transports and topics.
 //!
 //! Gating, in order: the session's client must match `com.openexchange.push.allowedClients`;
 //! a mail-app client must be enabled for the request host by `mailapp-config.yml`; the user must
@@ -11,11 +12,10 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::client::{is_mail_app, request_params};
 use super::envelope::{data, OxError};
+use super::login::is_mail_app;
 use super::session::Session;
 use super::State as S;
-use crate::config::wildcard_match;
 use crate::store::{now_ms, SubKey, Subscription};
 
 /// Transports accepted at subscribe time, with the id they are stored under: `apns` and
@@ -53,9 +53,14 @@ pub fn valid_topic(t: &str) -> bool {
 }
 
 /// Applies the three gates for a subscription by `session` for `client`.
-fn gate(s: &S, sess: &Session, client: &str, headers: &HeaderMap) -> Result<(), OxError> {
+pub(super) fn gate(
+    s: &S,
+    sess: &Session,
+    client: &str,
+    headers: &HeaderMap,
+) -> Result<(), OxError> {
     let allowed = &s.settings.allowed_clients;
-    if !allowed.is_empty() && !allowed.iter().any(|p| wildcard_match(p, client)) {
+    if !crate::wildcard::client_allowed(allowed, client) {
         if !sess.client_given {
             return Err(OxError::refused(
                 "MOCK-0004",
@@ -99,7 +104,7 @@ fn gate(s: &S, sess: &Session, client: &str, headers: &HeaderMap) -> Result<(), 
     Ok(())
 }
 
-fn store_failed(e: crate::store::StoreError) -> Response {
+pub(super) fn store_failed(e: crate::store::StoreError) -> Response {
     tracing::error!(error = %e, "subscription store failed");
     OxError::new(
         "MOCK-0500",
@@ -107,130 +112,6 @@ fn store_failed(e: crate::store::StoreError) -> Response {
         "The subscription could not be stored.",
     )
     .into_response()
-}
-
-/// `/ajax/mobilenotifier?action=subscribe|unsubscribe|updateToken` (plain parameters).
-pub async fn mobilenotifier(
-    State(s): State<S>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let p = request_params(q, &headers, &body);
-    let action = match p.get("action") {
-        None => return OxError::missing_param("action").into_response(),
-        Some(a) if ["subscribe", "unsubscribe", "updateToken"].contains(&a.as_str()) => a.clone(),
-        Some(a) => return OxError::unknown_action(a, "mobilenotifier").into_response(),
-    };
-    let sess = match s
-        .sessions
-        .check(p.get("session").map(String::as_str), &headers)
-    {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let need = |k: &str| {
-        p.get(k)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .ok_or_else(|| OxError::missing_param(k))
-    };
-    let result = (|| {
-        let token = need("token")?;
-        let service = need("serviceId")?;
-        let transport = match service.as_str() {
-            "apn" | "apn.macos" => "apn",
-            "gcm" | "fcm" => "gcm",
-            _ => {
-                return Err(OxError::invalid_param(
-                    "serviceId",
-                    "expected apn, apn.macos, gcm or fcm",
-                ))
-            }
-        };
-        let provider = if action == "updateToken" {
-            None
-        } else {
-            Some(need("providerId")?)
-        };
-        if let Some(pv) = &provider {
-            if !["mail", "appointment", "tasks", "reminder", "drive"].contains(&pv.as_str()) {
-                return Err(OxError::invalid_param(
-                    "providerId",
-                    "expected mail, appointment, tasks, reminder or drive",
-                ));
-            }
-        }
-        let new_token = if action == "updateToken" {
-            Some(need("newToken")?)
-        } else {
-            None
-        };
-        Ok((token, transport.to_string(), provider, new_token))
-    })();
-    let (token, transport, provider, new_token) = match result {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let outcome = match action.as_str() {
-        "subscribe" => {
-            if let Err(e) = gate(&s, &sess, &sess.client, &headers) {
-                return e.into_response();
-            }
-            let topic = match provider.as_deref() {
-                Some("mail") => "ox:mail:new".to_string(),
-                Some(other) => format!("ox:{other}"),
-                None => unreachable!("subscribe always has a provider"),
-            };
-            let topics = vec![topic];
-            let r = s
-                .subs
-                .put(Subscription {
-                    context_id: sess.context_id,
-                    user_id: sess.user_id,
-                    client: sess.client.as_str().into(),
-                    transport: transport.into(),
-                    token,
-                    topics: topics.clone().into(),
-                    created: now_ms(),
-                })
-                .await;
-            if r.is_ok() {
-                s.listeners
-                    .subscribed(sess.context_id, sess.user_id, &sess.client, &topics)
-                    .await;
-            }
-            r
-        }
-        // Only the caller's own subscriptions (OX removed the token for every user of the
-        // context: anyone could unsubscribe anyone).
-        "unsubscribe" => s
-            .subs
-            .remove_token((sess.context_id, sess.user_id), transport, token)
-            .await
-            .map(|_| ()),
-        // Only the caller's own token, and never onto a token another user holds: a token
-        // changes owner only through a subscribe from the device itself.
-        _ => s
-            .subs
-            .replace_token(
-                transport,
-                token,
-                new_token.unwrap_or_default(),
-                Some((sess.context_id, sess.user_id)),
-            )
-            .await
-            .map(|_| ()),
-    };
-    match outcome {
-        Ok(()) => data(json!({})),
-        Err(crate::store::StoreError::TokenTaken) => OxError::invalid_param(
-            "newToken",
-            "the token is registered by another user; only a subscribe from that device can move it",
-        )
-        .into_response(),
-        Err(e) => store_failed(e),
-    }
 }
 
 /// `PUT /ajax/pns?action=subscribe|unsubscribe` with a JSON body.

@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::config::{wildcard_match, Settings};
+use crate::config::Settings;
 use crate::event::MailEvent;
 use crate::metrics::Metrics;
 use crate::recording::{PushRecord, Recorder};
 use crate::store::{now_ms, SubKey, Subscription, Subscriptions};
+use crate::wildcard::client_allowed;
 use payload::{BuildError, Kind, Message};
 
 /// One accepted notification and the subscriptions it goes to.
@@ -247,7 +248,7 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
         tracing::debug!(provider, outcome, token = %mask(&rec.token), status = ?rec.status, reason = %rec.reason, "push finished");
         ctx.recorder.record_push(rec);
     };
-    if !ctx.allowed.is_empty() && !ctx.allowed.iter().any(|p| wildcard_match(p, &sub.client)) {
+    if !client_allowed(&ctx.allowed, &sub.client) {
         return finish(rec, transport_label, "client_not_allowed");
     }
     let provider = if transport_label == "gcm" {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use mock_middleware::config::Settings;
 use mock_middleware::fake::{self, FakeConfig, RunningFakes};
 use mock_middleware::server::{self, Running};
-use mock_middleware::{demo, tls};
+use mock_middleware::tools::demo;
+use mock_middleware::{testpki, tls};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -73,7 +74,7 @@ impl Harness {
     pub async fn start(opts: Opts) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        let pki = tls::TestPki::generate().expect("pki");
+        let pki = testpki::TestPki::generate().expect("pki");
         std::fs::write(d.join("ca.pem"), &pki.ca_pem).unwrap();
         let p8 = demo::apns_p8().unwrap();
         std::fs::write(d.join("key.p8"), &p8).unwrap();
@@ -113,7 +114,7 @@ impl Harness {
                 let (cert, key) = pki.client_cert("apns-client").unwrap();
                 std::fs::write(
                     d.join("apns.p12"),
-                    tls::write_pkcs12(&cert, &key, "p12pass").unwrap(),
+                    testpki::write_pkcs12(&cert, &key, "p12pass").unwrap(),
                 )
                 .unwrap();
                 props += &format!(

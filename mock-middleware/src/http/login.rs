@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::envelope::{data, OxError};
 use super::State as S;
-use crate::config::wildcard_match;
 use crate::listeners::LoginError;
+use crate::wildcard::wildcard_match;
 
 /// Clients that count as the mail app for the `mailapp-config.yml` gate.
 pub fn is_mail_app(client: &str) -> bool {

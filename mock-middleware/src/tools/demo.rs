@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::config::{Properties, Settings};
 use crate::fake::FakeConfig;
 use crate::store::{now_ms, SqliteStore, Store, Subscription};
-use crate::tls::TestPki;
+use crate::testpki::TestPki;
 
 /// A generator or loader failure.
 #[derive(Debug, thiserror::Error)]
@@ -159,21 +159,6 @@ pub fn fake_setup(dir: &Path) -> Result<FakeSetup, DemoError> {
     })
 }
 
-/// Writes `data` to `path` readable and writable by the owner only (0600), also when the file
-/// existed with wider permissions before.
-pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(data)
-}
-
 /// Ports used by `init-demo`.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoPorts {
@@ -200,7 +185,7 @@ pub fn init_demo(dir: &Path, p: DemoPorts, secrets: DemoSecrets) -> Result<Vec<S
     // Keys, passwords, tokens and the database: readable by the owner only (0600).
     let write = |name: &str, text: &str| -> Result<(), DemoError> {
         let path = dir.join(name);
-        write_private(&path, text.as_bytes()).map_err(io(&path))
+        crate::config::secret::write_private(&path, text.as_bytes()).map_err(io(&path))
     };
     let pki = TestPki::generate().map_err(|e| DemoError::Key(e.to_string()))?;
     write("fake-ca.pem", &pki.ca_pem)?;
