@@ -81,13 +81,7 @@ async fn metrics_stay_open_and_show_no_tokens_or_subjects() {
 #[tokio::test]
 async fn unauthenticated_notify_is_recorded_without_headers_and_leaves_faults_alone() {
     let h = Harness::start(Opts::default()).await;
-    let r = h
-        .admin_http
-        .post(h.admin("/mock/faults"))
-        .json(&json!({"status": 503, "count": 1}))
-        .send()
-        .await
-        .unwrap();
+    let r = h.fault(json!({"status": 503, "count": 1})).await;
     assert_eq!(r.status(), 200);
     let junk = "x".repeat(8 * 1024);
     let r = h
@@ -112,13 +106,7 @@ async fn unauthenticated_notify_is_recorded_without_headers_and_leaves_faults_al
 #[tokio::test]
 async fn fault_delay_is_bounded() {
     let h = Harness::start(Opts::default()).await;
-    let r = h
-        .admin_http
-        .post(h.admin("/mock/faults"))
-        .json(&json!({"delay_ms": 3_600_000}))
-        .send()
-        .await
-        .unwrap();
+    let r = h.fault(json!({"delay_ms": 3_600_000})).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("delay_ms"), "{v}");

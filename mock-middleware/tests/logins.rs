@@ -29,13 +29,18 @@ async fn login_raw(h: &Harness, name: &str, password: &str) -> (Value, Option<St
     (r.json().await.unwrap(), retry)
 }
 
-#[tokio::test]
-async fn login_throttling_kicks_in_and_recovers() {
-    let h = Harness::start(Opts {
+/// A middleware whose throttle blocks after 2 failures for 0.8 s, doubling up to 3 s.
+async fn throttled() -> Harness {
+    Harness::start(Opts {
         extra_props: THROTTLE.into(),
         ..Default::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn login_throttling_kicks_in_and_recovers() {
+    let h = throttled().await;
     for _ in 0..3 {
         assert_eq!(login_raw(&h, "alice", "wrong").await.0["code"], "LGI-0006");
     }
@@ -51,11 +56,7 @@ async fn login_throttling_kicks_in_and_recovers() {
 
 #[tokio::test]
 async fn guessing_many_logins_from_one_address_blocks_that_address() {
-    let h = Harness::start(Opts {
-        extra_props: THROTTLE.into(),
-        ..Default::default()
-    })
-    .await;
+    let h = throttled().await;
     for name in ["x1", "x2", "x3"] {
         assert_eq!(login_raw(&h, name, "guess").await.0["code"], "LGI-0006");
     }

@@ -14,22 +14,6 @@ const SAME_CONTEXT: &str = "com.openexchange.capability.mobile_mail_app=true\n";
 const TOKEN_A: &str = "aaaa1111aaaa1111aaaa1111aaaa1111aaaa1111aaaa1111aaaa1111aaaa1111";
 const TOKEN_B: &str = "bbbb2222bbbb2222bbbb2222bbbb2222bbbb2222bbbb2222bbbb2222bbbb2222";
 
-/// `mobilenotifier?action=<query>` with the session's cookie.
-async fn mobilenotifier(h: &Harness, l: &Login, query: &str) -> Value {
-    h.http
-        .get(h.url(&format!(
-            "/ajax/mobilenotifier?session={}&{query}",
-            l.session
-        )))
-        .header("cookie", &l.cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn mailapp_session(h: &Harness, who: &str) -> Login {
     h.session(who, &format!("pw-{who}"), "open-xchange-mailapp")
         .await
@@ -43,7 +27,7 @@ async fn alias_double_subscribe_through_both_apis_gives_one_push() {
     h.subscribe(&l, APNS_TOKEN, "apns").await;
     h.subscribe(&l, APNS_TOKEN, "apns_http2").await;
     let q = format!("action=subscribe&token={APNS_TOKEN}&serviceId=apn&providerId=mail");
-    assert_eq!(mobilenotifier(&h, &l, &q).await, json!({"data": {}}));
+    assert_eq!(h.mobilenotifier(&l, &q).await, json!({"data": {}}));
     let subs = h.subscriptions().await;
     assert_eq!(subs.len(), 1, "{subs:?}");
     assert_eq!(subs[0]["transport"], "apn");
@@ -85,25 +69,9 @@ async fn fcm_transport_is_an_alias_of_gcm_and_unknown_ones_name_the_accepted_val
 #[tokio::test]
 async fn session_without_client_parameter_is_refused_at_subscribe_naming_it() {
     let h = Harness::start(Opts::default()).await;
-    let r = h
-        .http
-        .post(h.url("/ajax/login?action=login"))
-        .form(&[("name", "alice"), ("password", "pw-alice")])
-        .send()
-        .await
-        .unwrap();
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let v: Value = r.json().await.unwrap();
-    let l = Login {
-        session: v["session"].as_str().unwrap().into(),
-        cookie,
-    };
+    let l = h
+        .session_form(&[("name", "alice"), ("password", "pw-alice")])
+        .await;
     let v = h
         .pns(
             &l,
@@ -165,15 +133,15 @@ async fn user_a_cannot_update_unsubscribe_or_move_user_b_token() {
     };
     // Update B's token to A's: B keeps its token, A's stays A's.
     let q = format!("action=updateToken&token={TOKEN_B}&newToken={TOKEN_A}&serviceId=apn");
-    assert_eq!(mobilenotifier(&h, &bob, &q).await, json!({"data": {}}));
+    assert_eq!(h.mobilenotifier(&bob, &q).await, json!({"data": {}}));
     // Move B's token onto A's subscription: refused.
     let q = format!("action=updateToken&token={TOKEN_A}&newToken={TOKEN_B}&serviceId=apn");
-    let v = mobilenotifier(&h, &bob, &q).await;
+    let v = h.mobilenotifier(&bob, &q).await;
     assert_eq!(v["code"], "SVL-0010", "{v}");
     assert!(v["error"].as_str().unwrap().contains("another user"), "{v}");
     // Unsubscribe B's token: only A's own subscriptions are touched (none with that token).
     let q = format!("action=unsubscribe&token={TOKEN_B}&serviceId=apn&providerId=mail");
-    assert_eq!(mobilenotifier(&h, &bob, &q).await, json!({"data": {}}));
+    assert_eq!(h.mobilenotifier(&bob, &q).await, json!({"data": {}}));
     let v = h
         .pns(
             &bob,

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use common::*;
 use mock_middleware::config::{Properties, Settings, UsersFile};
-use serde_json::Value;
 
 const SECRETS: &[&str] = &[
     "basic-pw-S3",
@@ -135,16 +134,12 @@ async fn login_cookies_are_samesite_and_secure_behind_tls() {
 #[tokio::test]
 async fn password_in_the_query_string_is_refused() {
     let h = Harness::start(Opts::default()).await;
-    let v: Value = h
-        .http
-        .post(h.url("/ajax/login?action=login&name=alice&password=pw-alice"))
-        .form(&[("client", "open-xchange-mailapp")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = h
+        .post_form(
+            "/ajax/login?action=login&name=alice&password=pw-alice",
+            &[("client", "open-xchange-mailapp")],
+        )
+        .await;
     assert_eq!(v["code"], "SVL-0010", "{v}");
     assert!(v["error"].as_str().unwrap().contains("password"), "{v}");
     assert!(v.get("session").is_none(), "{v}");

@@ -211,10 +211,16 @@ impl Harness {
 
     /// Logs in and returns session id plus the cookie header carrying the secret.
     pub async fn session(&self, name: &str, password: &str, client: &str) -> Login {
+        self.session_form(&[("name", name), ("password", password), ("client", client)])
+            .await
+    }
+
+    /// Logs in with exactly these form fields; the session and its cookies.
+    pub async fn session_form(&self, form: &[(&str, &str)]) -> Login {
         let r = self
             .http
             .post(self.url("/appsuite/api/login?action=login"))
-            .form(&[("name", name), ("password", password), ("client", client)])
+            .form(form)
             .send()
             .await
             .unwrap();
@@ -233,6 +239,30 @@ impl Harness {
                 .to_string(),
             cookie,
         }
+    }
+
+    /// POSTs a form to a public path; the JSON answer.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        json_of(self.http.post(self.url(path)).form(form)).await
+    }
+
+    /// `GET /ajax/mobilenotifier?session=…&<query>` with the session's cookie.
+    pub async fn mobilenotifier(&self, l: &Login, query: &str) -> Value {
+        let url = self.url(&format!(
+            "/ajax/mobilenotifier?session={}&{query}",
+            l.session
+        ));
+        json_of(self.http.get(url).header("cookie", &l.cookie)).await
+    }
+
+    /// `POST /mock/faults` with `spec` (admin token sent).
+    pub async fn fault(&self, spec: Value) -> reqwest::Response {
+        self.admin_http
+            .post(self.admin("/mock/faults"))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn pns(&self, l: &Login, action: &str, body: Value) -> Value {
@@ -322,6 +352,11 @@ impl Harness {
             .cloned()
             .unwrap()
     }
+}
+
+/// Sends the request; its JSON answer.
+pub async fn json_of(r: reqwest::RequestBuilder) -> Value {
+    r.send().await.unwrap().json().await.unwrap()
 }
 
 pub async fn bind() -> TcpListener {
