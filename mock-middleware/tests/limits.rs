@@ -22,6 +22,12 @@ struct Server {
     dir: tempfile::TempDir,
 }
 
+impl Server {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -39,12 +45,17 @@ fn free_port() -> u16 {
 
 /// Starts `serve` with `props` added; `nofile` sets soft and hard `RLIMIT_NOFILE` of the child.
 async fn start(props: &str, nofile: Option<u64>) -> Server {
+    start_on("127.0.0.1", props, nofile).await
+}
+
+/// Like [`start`], the public listener bound to `host`.
+async fn start_on(host: &str, props: &str, nofile: Option<u64>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (http, admin) = (free_port(), free_port());
     std::fs::write(
         dir.path().join("mock.properties"),
         format!(
-            "mock.http.listen=127.0.0.1:{http}\nmock.admin.listen=127.0.0.1:{admin}\nmock.db=db.sqlite\n\
+            "mock.http.listen={host}:{http}\nmock.admin.listen=127.0.0.1:{admin}\nmock.db=db.sqlite\n\
              com.openexchange.rest.services.basic-auth.login=dovecot\n\
              com.openexchange.rest.services.basic-auth.password=s3cret\n{props}"
         ),
@@ -54,7 +65,7 @@ async fn start(props: &str, nofile: Option<u64>) -> Server {
     cmd.args(["serve", "--config-dir", dir.path().to_str().unwrap()])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap());
     if let Some(n) = nofile {
         // SAFETY: setrlimit is async-signal-safe and only touches the child about to exec.
         unsafe {
@@ -252,5 +263,23 @@ async fn unauthenticated_requests_with_285_kb_of_headers_raise_rss_by_less_than_
     assert!(
         grew < 20 * 1024,
         "RSS grew by {grew} KiB (VmRSS {rss0}→{rss1}, VmHWM {hwm0}→{hwm1})"
+    );
+}
+
+#[tokio::test]
+async fn a_non_loopback_listener_without_tls_logs_a_warning() {
+    // Bound to every address, but only ever talked to over loopback.
+    let s = start_on("0.0.0.0", "", None).await;
+    good_request(s.http).await;
+    let log = s.log();
+    assert!(
+        log.contains("WARN") && log.contains("mock.http.listen is not a loopback address"),
+        "{log}"
+    );
+    let quiet = start("", None).await;
+    assert!(
+        !quiet.log().contains("not a loopback address"),
+        "{}",
+        quiet.log()
     );
 }
