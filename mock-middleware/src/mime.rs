@@ -75,6 +75,10 @@ fn decode_unstructured(raw: &str) -> String {
 /// The subject as a client shows it: unfolded, decoded, whitespace runs collapsed. Encoded words
 /// in a charset nobody knows stay as they are.
 pub fn decode_subject(raw: &str) -> String {
+    // Nothing folded, nothing encoded: only whitespace runs to collapse.
+    if !raw.contains("=?") && !raw.bytes().any(|b| b < 0x20) {
+        return collapse_ws(raw);
+    }
     let mut out = String::new();
     let mut rest = 0;
     for m in encoded_word().captures_iter(raw) {

@@ -23,9 +23,10 @@ use crate::event::MailEvent;
 pub struct NotificationRecord {
     pub seq: u64,
     pub received_ms: i64,
-    /// Header names and values, secrets already redacted. Copied, not shared: a shared
-    /// `HeaderMap` or body would pin hyper's whole read buffer for as long as it is recorded.
-    pub headers: Vec<(String, String)>,
+    /// Header lines `name: value\n`, secrets already redacted, in one allocation. Copied, not
+    /// shared: a shared `HeaderMap` or body would pin hyper's whole read buffer for as long as
+    /// it is recorded.
+    pub headers: String,
     pub body: Option<Box<[u8]>>,
     pub status: u16,
     pub result: &'static str,
@@ -40,7 +41,7 @@ impl NotificationRecord {
         NotificationRecord {
             seq,
             received_ms,
-            headers: Vec::new(),
+            headers: String::new(),
             body: None,
             status: 0,
             result: "",
@@ -51,26 +52,28 @@ impl NotificationRecord {
 
     /// Records the headers of an authenticated request, secrets redacted.
     pub fn set_headers(&mut self, headers: &HeaderMap) {
-        self.headers = headers
-            .iter()
-            .map(|(k, v)| {
-                let v = if k == header::AUTHORIZATION || k == header::COOKIE {
-                    "<redacted>".to_string()
-                } else {
-                    String::from_utf8_lossy(v.as_bytes()).into_owned()
-                };
-                (k.as_str().to_string(), v)
-            })
-            .collect();
+        let mut out = String::with_capacity(256);
+        for (k, v) in headers {
+            out.push_str(k.as_str());
+            out.push_str(": ");
+            if k == header::AUTHORIZATION || k == header::COOKIE {
+                out.push_str("<redacted>");
+            } else {
+                out.push_str(&String::from_utf8_lossy(v.as_bytes()));
+            }
+            out.push('\n');
+        }
+        self.headers = out;
+    }
+
+    /// The recorded headers as (name, value) pairs.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.lines().filter_map(|l| l.split_once(": "))
     }
 
     /// Approximate heap bytes held by this record (for `mock.recordings.max_bytes`).
     pub fn approx_bytes(&self) -> usize {
-        let h: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 48)
-            .sum();
+        let h = self.headers.len();
         let event = self.event.as_ref().map_or(0, |e| {
             256 + e.folder.len()
                 + e.from.as_ref().map_or(0, String::len) * 2
@@ -87,8 +90,8 @@ impl NotificationRecord {
     /// The JSON shape served by `GET /mock/notifications` (secrets were redacted on recording).
     pub fn to_json(&self) -> Value {
         let mut h = Map::new();
-        for (k, v) in &self.headers {
-            h.insert(k.clone(), Value::String(v.clone()));
+        for (k, v) in self.header_pairs() {
+            h.insert(k.to_string(), Value::String(v.to_string()));
         }
         let body = self.body.as_ref().map(|b| {
             serde_json::from_slice::<Value>(b)
@@ -114,6 +117,13 @@ impl NotificationRecord {
     }
 }
 
+/// One provider answer in a push's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    pub status: Option<u16>,
+    pub reason: String,
+}
+
 /// One push as recorded (rendered by `GET /mock/pushes`).
 #[derive(Debug, Clone, Serialize)]
 pub struct PushRecord {
@@ -130,9 +140,9 @@ pub struct PushRecord {
     pub status: Option<u16>,
     pub reason: String,
     pub url: String,
-    pub request: Value,
+    pub request: crate::push::SentRequest,
     pub attempts: u32,
-    pub history: Vec<Value>,
+    pub history: Vec<AttemptRecord>,
     pub latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_token: Option<String>,
@@ -141,7 +151,7 @@ pub struct PushRecord {
 impl PushRecord {
     /// Approximate heap bytes held by this record (the request body is at most 4 KiB).
     pub fn approx_bytes(&self) -> usize {
-        let request = if self.request.is_null() { 0 } else { 1024 };
+        let request = if self.request.is_none() { 0 } else { 1024 };
         256 + self.token.len()
             + self.reason.len()
             + self.url.len()

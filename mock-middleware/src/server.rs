@@ -102,7 +102,7 @@ pub fn providers(s: &Settings) -> Result<Providers, StartError> {
         p.apns = Some(Arc::new(apns::Apns {
             client,
             base: s.apns_base(),
-            topic,
+            topic: topic.into(),
             expiration_s: s.apns_expiration_s,
             jwt,
         }));

@@ -300,15 +300,17 @@ async fn handle(
         unread,
     ));
     rec.event = Some(event.clone());
-    // One device, one push: a token subscribed under two clients gets the mail once.
-    let mut seen = std::collections::HashSet::new();
-    let subs: Vec<_> = s
-        .subs
-        .for_user(context_id, user_id)
-        .into_iter()
-        .filter(|x| x.matches_topic("ox:mail:new"))
-        .filter(|x| seen.insert((x.transport.clone(), x.token.clone())))
-        .collect();
+    // One device, one push: a token subscribed under two clients gets the mail once (a user
+    // has few devices: a linear check, no allocation).
+    let mut subs: Vec<Arc<crate::store::Subscription>> = Vec::new();
+    for x in s.subs.for_user(context_id, user_id) {
+        let dup = subs
+            .iter()
+            .any(|y| y.transport == x.transport && y.token == x.token);
+        if x.matches_topic("ox:mail:new") && !dup {
+            subs.push(x);
+        }
+    }
     if subs.is_empty() {
         return ("no_subscription", success());
     }

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::payload::{Kind, Message};
-use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider};
+use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider, SentRequest};
 
 /// Seconds after which a cached provider token is replaced.
 pub const JWT_REFRESH_S: u64 = 50 * 60;
@@ -90,7 +90,7 @@ pub fn unix_now() -> u64 {
 pub struct Apns {
     pub client: super::client::ProviderClient,
     pub base: String,
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     pub expiration_s: u64,
     /// `None` for certificate auth (the identity is in `client`).
     pub jwt: Option<JwtSigner>,
@@ -115,15 +115,16 @@ impl Apns {
                     "BadDeviceToken: not an even-length hex token of at most 200 digits (not sent)"
                         .into(),
                 url: format!("{}/3/device/<invalid token>", self.base),
-                request: Value::Null,
+                request: SentRequest::None,
             };
         }
         let url = format!("{}/3/device/{}", self.base, token);
         let Message::Apns {
-            body,
+            text,
             push_type,
             priority,
             collapse_id,
+            ..
         } = msg
         else {
             return Attempt {
@@ -131,7 +132,7 @@ impl Apns {
                 status: None,
                 reason: "not an APNs message".into(),
                 url,
-                request: Value::Null,
+                request: SentRequest::None,
             };
         };
         let expiration = if self.expiration_s == 0 {
@@ -144,14 +145,14 @@ impl Apns {
             .client
             .get()
             .post(&url)
-            .header("apns-topic", &self.topic)
+            .header("apns-topic", &*self.topic)
             .header("apns-push-type", *push_type)
             .header("apns-priority", priority.to_string())
             .header("apns-expiration", expiration.to_string())
             .header("apns-collapse-id", collapse_id)
             .header("apns-id", &apns_id)
             .header("content-type", "application/json")
-            .body(body.to_string());
+            .body(text.clone());
         if let Some(j) = &self.jwt {
             match j.token(unix_now()) {
                 Ok(t) => req = req.header("authorization", format!("bearer {t}")),
@@ -161,13 +162,20 @@ impl Apns {
                         status: None,
                         reason: format!("JWT signing failed: {e}"),
                         url,
-                        request: body.clone(),
+                        request: SentRequest::None,
                     }
                 }
             }
         }
-        let request = json!({"headers": {"apns-topic": self.topic, "apns-push-type": push_type, "apns-priority": priority,
-            "apns-expiration": expiration, "apns-collapse-id": collapse_id, "apns-id": apns_id}, "body": body});
+        let request = SentRequest::Apns {
+            topic: self.topic.clone(),
+            push_type,
+            priority: *priority,
+            expiration,
+            collapse_id: collapse_id.clone(),
+            apns_id,
+            body: text.clone(),
+        };
         json_attempt(req.send().await, url, request, |status, v, after| {
             let reason = v
                 .get("reason")

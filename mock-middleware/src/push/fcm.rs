@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::apns::unix_now;
 use super::payload::{Kind, Message};
-use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider};
+use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider, SentRequest};
 
 /// The FCM scope requested in the assertion.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -174,7 +174,7 @@ impl Fcm {
                 status: None,
                 reason: "not a data message".into(),
                 url,
-                request: Value::Null,
+                request: SentRequest::None,
             };
         };
         let body =
@@ -187,7 +187,7 @@ impl Fcm {
                     status: None,
                     reason: e,
                     url,
-                    request: body,
+                    request: SentRequest::Json(body),
                 }
             }
         };
@@ -199,7 +199,7 @@ impl Fcm {
             .json(&body)
             .send()
             .await;
-        json_attempt(resp, url, body, classify).await
+        json_attempt(resp, url, SentRequest::Json(body), classify).await
     }
 }
 

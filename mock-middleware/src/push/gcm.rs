@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::payload::{Kind, Message};
-use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider};
+use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider, SentRequest};
 
 /// Classifies a legacy answer for the token at index 0.
 pub fn classify(status: u16, body: &Value, after: Option<Duration>) -> (Outcome, String) {
@@ -61,7 +61,7 @@ impl Provider for Gcm {
                     status: None,
                     reason: "not a data message".into(),
                     url,
-                    request: Value::Null,
+                    request: SentRequest::None,
                 };
             };
             let body = json!({"registration_ids": [token], "data": data, "priority": "high", "collapse_key": "new-mail"});
@@ -73,7 +73,7 @@ impl Provider for Gcm {
                 .json(&body)
                 .send()
                 .await;
-            json_attempt(resp, url, body, classify).await
+            json_attempt(resp, url, SentRequest::Json(body), classify).await
         })
     }
 }

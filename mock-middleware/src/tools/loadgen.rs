@@ -126,7 +126,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             let apns = Arc::new(crate::push::apns::Apns {
                 client: client.into(),
                 base: url.trim_end_matches('/').to_string(),
-                topic,
+                topic: topic.into(),
                 expiration_s: 86_400,
                 jwt: Some(crate::push::apns::JwtSigner::new(&p8, &key_id, &team_id)?),
             });
