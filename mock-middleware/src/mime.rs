@@ -96,8 +96,35 @@ pub fn decode_subject(raw: &str) -> String {
     collapse_ws(&out)
 }
 
+/// `Name <addr>` or `addr` without anything that needs a real parser (encoded words, quotes,
+/// comments, groups, escapes, line breaks): the common case, split directly.
+fn simple_from(raw: &str) -> Option<(Option<String>, Option<String>)> {
+    let special = |c: char| matches!(c, '"' | '(' | ')' | ',' | ';' | ':' | '\\') || c.is_control();
+    if raw.contains("=?") || raw.chars().any(special) {
+        return None;
+    }
+    let raw = raw.trim();
+    match raw.strip_suffix('>').and_then(|r| r.rsplit_once('<')) {
+        Some((name, addr)) if !name.contains(['<', '>', '@']) && !addr.contains(['<', ' ']) => {
+            let name = collapse_ws(name);
+            let addr = addr.trim();
+            Some((
+                (!name.is_empty()).then_some(name),
+                (!addr.is_empty()).then(|| addr.to_string()),
+            ))
+        }
+        None if raw.contains('@') && !raw.contains([' ', '<', '>']) => {
+            Some((None, Some(raw.to_string())))
+        }
+        _ => None,
+    }
+}
+
 /// Splits a `From` value into (display name, address), both decoded and unfolded.
 pub fn parse_from(raw: &str) -> (Option<String>, Option<String>) {
+    if let Some(simple) = simple_from(raw) {
+        return simple;
+    }
     let block = header_block("From", raw);
     let parsed = MessageParser::default().parse_headers(&block);
     let first = parsed.as_ref().and_then(|m| match m.header("From") {
@@ -182,6 +209,14 @@ mod tests {
             Some("Jörg – IT")
         );
         assert_eq!(parse_from("Just A Name").0.as_deref(), Some("Just A Name"));
+        assert_eq!(
+            parse_from("Bench   User <bench@example.org>"),
+            (Some("Bench User".into()), Some("bench@example.org".into()))
+        );
+        assert_eq!(
+            parse_from("\"Doe, John\" <j@x.org>"),
+            (Some("Doe, John".into()), Some("j@x.org".into()))
+        );
         assert_eq!(parse_from(""), (None, None));
     }
 }

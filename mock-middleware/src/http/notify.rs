@@ -289,14 +289,17 @@ async fn handle(
         (None, false) => count(&parsed.unseen).unwrap_or(-1),
         (None, true) => -1,
     };
-    let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_string);
+    let text = |v: Option<Value>| match v {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
     let event = Arc::new(MailEvent::new(
         context_id,
         user_id,
         folder.to_string(),
         uid,
-        text(&parsed.from),
-        text(&parsed.subject),
+        text(parsed.from),
+        text(parsed.subject),
         unread,
     ));
     rec.event = Some(event.clone());
