@@ -47,6 +47,14 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// For command-line arguments (`clap` parses through `FromStr`).
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
 impl From<&str> for Secret {
     fn from(v: &str) -> Self {
         Secret(v.to_string())

@@ -64,7 +64,7 @@ pub enum LoadCmd {
         #[arg(long, default_value = "dovecot")]
         login: String,
         #[arg(long)]
-        password: String,
+        password: crate::config::Secret,
         #[arg(long, default_value_t = 1000)]
         users: u32,
         #[arg(long, default_value_t = 64)]
@@ -193,7 +193,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         } => {
             let auth = format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"))
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{login}:{}", password.expose()))
             );
             let client = reqwest::Client::builder()
                 .http1_only()
