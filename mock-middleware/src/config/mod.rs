@@ -383,6 +383,21 @@ mod tests {
         assert_eq!(s.fcm_url, d.fcm_url);
         assert_eq!(s.gcm_url, d.gcm_url);
         assert_eq!(s.apns_base(), d.apns_base());
+        assert_eq!(s.push_connections, d.push_connections);
+        assert_eq!(s.recordings_max_bytes, d.recordings_max_bytes);
+        let (l, dl) = (&s.limits, &d.limits);
+        assert_eq!(l.public.max_connections, dl.public.max_connections);
+        assert_eq!(l.public.header_timeout, dl.public.header_timeout);
+        assert_eq!(l.public.body_timeout, dl.public.body_timeout);
+        assert_eq!(l.public.max_header_bytes, dl.public.max_header_bytes);
+        assert_eq!(l.public.max_body_bytes, dl.public.max_body_bytes);
+        assert_eq!(l.admin.max_connections, dl.admin.max_connections);
+        let (g, dg) = (&s.login, &d.login);
+        assert_eq!(g.throttle.free, dg.throttle.free);
+        assert_eq!(g.throttle.base, dg.throttle.base);
+        assert_eq!(g.throttle.max, dg.throttle.max);
+        assert_eq!(g.session_idle, dg.session_idle);
+        assert_eq!(g.session_max, dg.session_max);
     }
 
     #[test]
