@@ -2,12 +2,14 @@
 # Installs what building and testing need, only when it is missing.
 # Debian 12: Dovecot 2.3.19.1 (core, imapd, lmtpd, dev headers), libclang for
 # bindgen, binutils (nm, for tests/install.sh), python3 for the corpus generator
-# check (and tests/attacks.rs's socket client), strace (tests/attacks.rs watches
-# which files Dovecot and the relay open). Rust comes with the machine.
+# check (and tests/attacks.rs's socket client), python3-pip (mock-middleware's
+# third-party client test installs aioapns from PyPI with it), strace
+# (tests/attacks.rs watches which files Dovecot and the relay open). Rust comes
+# with the machine.
 set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in dovecot-core dovecot-imapd dovecot-lmtpd dovecot-dev libclang-dev clang binutils python3 strace ca-certificates; do
+for p in dovecot-core dovecot-imapd dovecot-lmtpd dovecot-dev libclang-dev clang binutils python3 python3-pip strace ca-certificates; do
   have_pkg "$p" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

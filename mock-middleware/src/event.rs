@@ -5,7 +5,6 @@
 //! into e-mail and display name). The mock records the event and fans it out to the user's
 //! subscriptions instead of going through OSGi.
 
-use base64::Engine;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -33,7 +32,10 @@ impl MailEvent {
         subject: Option<String>,
         unread: i64,
     ) -> MailEvent {
-        let (displayname, email) = from.as_deref().map(parse_address).unwrap_or((None, None));
+        let (displayname, email) = from
+            .as_deref()
+            .map(crate::mime::parse_from)
+            .unwrap_or((None, None));
         MailEvent {
             context_id,
             user_id,
@@ -42,7 +44,7 @@ impl MailEvent {
             from,
             email,
             displayname,
-            subject: subject.map(|s| decode_mime_words(&s)),
+            subject: subject.map(|s| crate::mime::decode_subject(&s)),
             unread,
         }
     }
@@ -98,112 +100,9 @@ impl MailEvent {
     }
 }
 
-/// Splits `"Name" <addr>` / `Name <addr>` / `addr` into (display name, address), MIME-decoding
-/// the name.
-pub fn parse_address(raw: &str) -> (Option<String>, Option<String>) {
-    let raw = raw.trim();
-    if let (Some(lt), true) = (raw.rfind('<'), raw.ends_with('>')) {
-        let addr = raw[lt + 1..raw.len() - 1].trim().to_string();
-        let name = raw[..lt].trim().trim_matches('"').trim();
-        let name = (!name.is_empty()).then(|| decode_mime_words(name));
-        return (name, (!addr.is_empty()).then_some(addr));
-    }
-    if raw.contains('@') && !raw.contains(' ') {
-        return (None, Some(raw.to_string()));
-    }
-    let decoded = decode_mime_words(raw);
-    ((!decoded.is_empty()).then_some(decoded), None)
-}
-
-/// Decodes RFC 2047 encoded words (`=?charset?B|Q?text?=`) for UTF-8, US-ASCII and ISO-8859-1;
-/// anything undecodable is kept verbatim.
-pub fn decode_mime_words(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    let mut last_was_word = false;
-    while let Some(start) = rest.find("=?") {
-        let (before, after) = rest.split_at(start);
-        let decoded = decode_one(&after[2..]);
-        match decoded {
-            Some((text, consumed)) => {
-                if !(last_was_word && before.trim().is_empty()) {
-                    out.push_str(before);
-                }
-                out.push_str(&text);
-                rest = &after[2 + consumed..];
-                last_was_word = true;
-            }
-            None => {
-                out.push_str(before);
-                out.push_str("=?");
-                rest = &after[2..];
-                last_was_word = false;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn decode_one(s: &str) -> Option<(String, usize)> {
-    let mut parts = s.splitn(3, '?');
-    let charset = parts.next()?.to_ascii_lowercase();
-    let enc = parts.next()?.to_ascii_uppercase();
-    let tail = parts.next()?;
-    let end = tail.find("?=")?;
-    let text = &tail[..end];
-    let consumed = charset.len() + enc.len() + 2 + end + 2;
-    let bytes = match enc.as_str() {
-        "B" => base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .ok()?,
-        "Q" => {
-            let mut b = Vec::new();
-            let mut it = text.bytes();
-            while let Some(c) = it.next() {
-                match c {
-                    b'_' => b.push(b' '),
-                    b'=' => {
-                        let h = [it.next()?, it.next()?];
-                        b.push(u8::from_str_radix(std::str::from_utf8(&h).ok()?, 16).ok()?);
-                    }
-                    c => b.push(c),
-                }
-            }
-            b
-        }
-        _ => return None,
-    };
-    let text = match charset.as_str() {
-        "utf-8" | "utf8" | "us-ascii" => String::from_utf8(bytes).ok()?,
-        "iso-8859-1" | "latin1" => bytes.iter().map(|&b| b as char).collect(),
-        _ => return None,
-    };
-    Some((text, consumed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_and_mime_words() {
-        assert_eq!(
-            parse_address("\"Alice A\" <a@x.org>"),
-            (Some("Alice A".into()), Some("a@x.org".into()))
-        );
-        assert_eq!(parse_address("b@x.org"), (None, Some("b@x.org".into())));
-        assert_eq!(
-            parse_address("=?UTF-8?B?SsO2cmc=?= <j@x.org>").0.as_deref(),
-            Some("Jörg")
-        );
-        assert_eq!(
-            decode_mime_words("=?iso-8859-1?Q?Gr=FC=DFe_aus?= Bonn"),
-            "Grüße aus Bonn"
-        );
-        assert_eq!(decode_mime_words("=?UTF-8?Q?a?= =?UTF-8?Q?b?="), "ab");
-        assert_eq!(decode_mime_words("plain =?bogus"), "plain =?bogus");
-    }
 
     #[test]
     fn event_properties_follow_ox_names() {

@@ -1,23 +1,44 @@
 //! mock-middleware: an OX-faithful receiver of Dovecot's http-notify requests that turns new-mail
 //! notifications into real APNs / FCM / GCM pushes, plus fake providers for tests and demos.
 //!
-//! Layout: [`config`] (properties + YAML), [`store`] (SQLite + in-memory index), [`http`] (the
-//! public and admin listeners), [`push`] (queue, payloads, providers), [`fake`] (fake APNs/FCM),
-//! [`server`] (wiring), [`demo`] (`init-demo`).
+//! The service:
+//! - [`config`]: the OX-style property set of a directory and the mock's YAML files, resolved
+//!   once into `Settings`; secrets behind a redacting type; listener and login limits.
+//! - [`server`]: wiring: store, providers, pipeline and both listeners from the settings.
+//! - [`http`]: the public listener (http-notify, login, capabilities, `pns`, `mobilenotifier`,
+//!   `/config/providers`) and the admin listener (recordings, faults, registrations behind a
+//!   bearer token; `/metrics`), served with connection, timeout and size limits.
+//! - [`mime`]: subjects and senders as a mail client shows them (unfolding, every charset).
+//! - [`event`]: the new-mail event derived from an accepted notification (OX's properties).
+//! - [`push`]: the queue, payloads and the APNs / FCM v1 / legacy GCM senders over one
+//!   multiplexed HTTP/2 connection per provider.
+//! - [`store`]: subscriptions in SQLite behind the `Store` trait, plus the in-memory index the
+//!   notify path reads; the permanent-listener tables.
+//! - [`listeners`]: permanent listeners (METADATA registration in Dovecot over IMAP) and the
+//!   credential storage.
+//! - [`recording`]: what arrived and what was pushed (bounded); [`faults`]: injected faults.
+//! - [`metrics`]: Prometheus metrics and the latency reservoir.
+//! - [`wildcard`]: OX's client wildcard patterns (`allowedClients`).
+//! - [`tls`]: the production TLS client and server configuration.
+//!
+//! Around it:
+//! - [`fake`]: fake APNs, fake OAuth/FCM/GCM (real on the wire) and their admin listener.
+//! - [`testpki`]: throw-away CA and certificates for tests, demos and the fakes.
+//! - [`tools`]: the command-line tools (`init-demo`, `device`, `load`, `pushusers`).
 
-pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod device;
 pub mod event;
 pub mod fake;
+pub mod faults;
 pub mod http;
-pub mod imap;
 pub mod listeners;
-pub mod loadgen;
 pub mod metrics;
+pub mod mime;
 pub mod push;
 pub mod recording;
 pub mod server;
 pub mod store;
+pub mod testpki;
 pub mod tls;
+pub mod tools;
+pub mod wildcard;

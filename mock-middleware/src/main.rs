@@ -57,7 +57,7 @@ enum Cmd {
         user_password: Option<String>,
     },
     /// Load generator for the benchmark: PUT notifications from this process.
-    Load(mock_middleware::loadgen::LoadArgs),
+    Load(mock_middleware::tools::loadgen::LoadArgs),
     /// Running permanent listeners, as OX's listpushusers: `user=U, context=C, permanent=true`.
     Listpushusers {
         #[arg(long)]
@@ -80,7 +80,7 @@ enum Cmd {
     },
     /// A command-line stand-in for the OX Mail app: discovers the API, logs in, subscribes a
     /// token and shows the pushes the fake provider receives for it.
-    Device(mock_middleware::device::DeviceArgs),
+    Device(mock_middleware::tools::device::DeviceArgs),
 }
 
 #[tokio::main]
@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
             running.shutdown().await;
         }
         Cmd::FakeProviders { config_dir } => {
-            let f = mock_middleware::demo::fake_setup(&config_dir)
+            let f = mock_middleware::tools::demo::fake_setup(&config_dir)
                 .context("reading the fake providers' configuration")?;
             let tls = mock_middleware::tls::server_config(
                 &f.cert_pem,
@@ -136,24 +136,24 @@ async fn main() -> anyhow::Result<()> {
             rest_password,
             user_password,
         } => {
-            let ports = mock_middleware::demo::DemoPorts {
+            let ports = mock_middleware::tools::demo::DemoPorts {
                 http: http_port,
                 admin: admin_port,
                 apns: apns_port,
                 fcm: fcm_port,
                 fake_admin: fake_admin_port,
             };
-            let secrets = mock_middleware::demo::DemoSecrets {
+            let secrets = mock_middleware::tools::demo::DemoSecrets {
                 rest_password,
                 user_password,
             };
-            for line in mock_middleware::demo::init_demo(&dir, ports, secrets)? {
+            for line in mock_middleware::tools::demo::init_demo(&dir, ports, secrets)? {
                 println!("{line}");
             }
         }
-        Cmd::Load(args) => mock_middleware::loadgen::run(args).await?,
+        Cmd::Load(args) => mock_middleware::tools::loadgen::run(args).await?,
         Cmd::Listpushusers { config_dir } => {
-            for l in or_exit(mock_middleware::cli::listpushusers(&config_dir).await) {
+            for l in or_exit(mock_middleware::tools::pushusers::listpushusers(&config_dir).await) {
                 println!("{l}");
             }
         }
@@ -173,14 +173,20 @@ async fn main() -> anyhow::Result<()> {
                 );
                 println!(
                     "{}",
-                    or_exit(mock_middleware::cli::pushusers_remove(&config_dir, c, u, &i).await)
+                    or_exit(
+                        mock_middleware::tools::pushusers::pushusers_remove(&config_dir, c, u, &i)
+                            .await
+                    )
                 );
             } else if list {
-                for l in or_exit(mock_middleware::cli::pushusers_list(&config_dir).await) {
+                for l in
+                    or_exit(mock_middleware::tools::pushusers::pushusers_list(&config_dir).await)
+                {
                     println!("{l}");
                 }
             } else {
-                let lines = or_exit(mock_middleware::cli::listpushusers(&config_dir).await);
+                let lines =
+                    or_exit(mock_middleware::tools::pushusers::listpushusers(&config_dir).await);
                 if lines.is_empty() {
                     println!("No running push users on this node.");
                 }
@@ -189,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Cmd::Device(args) => or_exit(mock_middleware::device::run(args).await),
+        Cmd::Device(args) => or_exit(mock_middleware::tools::device::run(args).await),
     }
     Ok(())
 }

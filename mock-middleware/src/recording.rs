@@ -1,4 +1,5 @@
-//! Recording of what arrived and what was pushed, plus scripted faults for the notify endpoint.
+//! Recording of what arrived and what was pushed (scripted faults for the notify endpoint are
+//! in [`crate::faults`]).
 //!
 //! This is the integration-testing surface of the admin listener: tests and operators read the
 //! recordings to see exactly which notifications came in (with headers, secrets redacted) and
@@ -11,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::event::MailEvent;
@@ -22,9 +23,10 @@ use crate::event::MailEvent;
 pub struct NotificationRecord {
     pub seq: u64,
     pub received_ms: i64,
-    /// Header names and values, secrets already redacted. Copied, not shared: a shared
-    /// `HeaderMap` or body would pin hyper's whole read buffer for as long as it is recorded.
-    pub headers: Vec<(String, String)>,
+    /// Header lines `name: value\n`, secrets already redacted, in one allocation. Copied, not
+    /// shared: a shared `HeaderMap` or body would pin hyper's whole read buffer for as long as
+    /// it is recorded.
+    pub headers: String,
     pub body: Option<Box<[u8]>>,
     pub status: u16,
     pub result: &'static str,
@@ -33,28 +35,51 @@ pub struct NotificationRecord {
 }
 
 impl NotificationRecord {
-    pub fn new(seq: u64, received_ms: i64, headers: &HeaderMap) -> NotificationRecord {
-        let headers = headers
-            .iter()
-            .map(|(k, v)| {
-                let v = if k == header::AUTHORIZATION || k == header::COOKIE {
-                    "<redacted>".to_string()
-                } else {
-                    String::from_utf8_lossy(v.as_bytes()).into_owned()
-                };
-                (k.as_str().to_string(), v)
-            })
-            .collect();
+    /// A record without headers: what an unauthenticated request gets (its headers are the
+    /// sender's to choose and may be huge, so they are never kept).
+    pub fn new(seq: u64, received_ms: i64) -> NotificationRecord {
         NotificationRecord {
             seq,
             received_ms,
-            headers,
+            headers: String::new(),
             body: None,
             status: 0,
             result: "",
             note: None,
             event: None,
         }
+    }
+
+    /// Records the headers of an authenticated request, secrets redacted.
+    pub fn set_headers(&mut self, headers: &HeaderMap) {
+        let mut out = String::with_capacity(256);
+        for (k, v) in headers {
+            out.push_str(k.as_str());
+            out.push_str(": ");
+            if k == header::AUTHORIZATION || k == header::COOKIE {
+                out.push_str("<redacted>");
+            } else {
+                out.push_str(&String::from_utf8_lossy(v.as_bytes()));
+            }
+            out.push('\n');
+        }
+        self.headers = out;
+    }
+
+    /// The recorded headers as (name, value) pairs.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.lines().filter_map(|l| l.split_once(": "))
+    }
+
+    /// Approximate heap bytes held by this record (for `mock.recordings.max_bytes`).
+    pub fn approx_bytes(&self) -> usize {
+        let h = self.headers.len();
+        let event = self.event.as_ref().map_or(0, |e| {
+            256 + e.folder.len()
+                + e.from.as_ref().map_or(0, String::len) * 2
+                + e.subject.as_ref().map_or(0, String::len)
+        });
+        160 + h + self.body.as_ref().map_or(0, |b| b.len()) + event
     }
 
     /// Records a copy of the body.
@@ -65,8 +90,8 @@ impl NotificationRecord {
     /// The JSON shape served by `GET /mock/notifications` (secrets were redacted on recording).
     pub fn to_json(&self) -> Value {
         let mut h = Map::new();
-        for (k, v) in &self.headers {
-            h.insert(k.clone(), Value::String(v.clone()));
+        for (k, v) in self.header_pairs() {
+            h.insert(k.to_string(), Value::String(v.to_string()));
         }
         let body = self.body.as_ref().map(|b| {
             serde_json::from_slice::<Value>(b)
@@ -92,6 +117,13 @@ impl NotificationRecord {
     }
 }
 
+/// One provider answer in a push's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    pub status: Option<u16>,
+    pub reason: String,
+}
+
 /// One push as recorded (rendered by `GET /mock/pushes`).
 #[derive(Debug, Clone, Serialize)]
 pub struct PushRecord {
@@ -108,37 +140,81 @@ pub struct PushRecord {
     pub status: Option<u16>,
     pub reason: String,
     pub url: String,
-    pub request: Value,
+    pub request: crate::push::SentRequest,
     pub attempts: u32,
-    pub history: Vec<Value>,
+    pub history: Vec<AttemptRecord>,
     pub latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_token: Option<String>,
 }
 
-/// Bounded, ordered recordings; the oldest entries fall off when `max` is reached.
-pub struct Recorder {
-    max: usize,
-    seq: AtomicU64,
-    notifications: Mutex<VecDeque<NotificationRecord>>,
-    pushes: Mutex<VecDeque<PushRecord>>,
+impl PushRecord {
+    /// Approximate heap bytes held by this record (the request body is at most 4 KiB).
+    pub fn approx_bytes(&self) -> usize {
+        let request = if self.request.is_none() { 0 } else { 1024 };
+        256 + self.token.len()
+            + self.reason.len()
+            + self.url.len()
+            + request
+            + self.history.len() * 96
+    }
 }
 
-fn push_bounded<T>(max: usize, list: &Mutex<VecDeque<T>>, v: T) {
-    let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
-    if l.len() >= max {
-        l.pop_front();
+/// One bounded list: entries and the approximate bytes they hold.
+struct Bounded<T> {
+    list: VecDeque<T>,
+    bytes: usize,
+}
+
+impl<T> Default for Bounded<T> {
+    fn default() -> Self {
+        Bounded {
+            list: VecDeque::new(),
+            bytes: 0,
+        }
     }
-    l.push_back(v);
+}
+
+/// Bounded, ordered recordings; the oldest entries fall off when `max` entries or `max_bytes`
+/// (approximate heap bytes, per list) are reached.
+pub struct Recorder {
+    max: usize,
+    max_bytes: usize,
+    seq: AtomicU64,
+    notifications: Mutex<Bounded<NotificationRecord>>,
+    pushes: Mutex<Bounded<PushRecord>>,
+}
+
+fn push_bounded<T>(
+    max: usize,
+    max_bytes: usize,
+    list: &Mutex<Bounded<T>>,
+    v: T,
+    size: impl Fn(&T) -> usize,
+) {
+    let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
+    l.bytes += size(&v);
+    l.list.push_back(v);
+    while l.list.len() > max || (l.bytes > max_bytes && l.list.len() > 1) {
+        if let Some(old) = l.list.pop_front() {
+            l.bytes = l.bytes.saturating_sub(size(&old));
+        }
+    }
 }
 
 impl Recorder {
     pub fn new(max: usize) -> Recorder {
+        Recorder::with_bytes(max, usize::MAX)
+    }
+
+    /// At most `max` entries and about `max_bytes` bytes in each list.
+    pub fn with_bytes(max: usize, max_bytes: usize) -> Recorder {
         Recorder {
             max,
+            max_bytes,
             seq: AtomicU64::new(0),
-            notifications: Mutex::new(VecDeque::new()),
-            pushes: Mutex::new(VecDeque::new()),
+            notifications: Mutex::default(),
+            pushes: Mutex::default(),
         }
     }
 
@@ -148,11 +224,13 @@ impl Recorder {
     }
 
     pub fn record_notification(&self, v: NotificationRecord) {
-        push_bounded(self.max, &self.notifications, v);
+        let (max, bytes) = (self.max, self.max_bytes);
+        push_bounded(max, bytes, &self.notifications, v, |r| r.approx_bytes());
     }
 
     pub fn record_push(&self, v: PushRecord) {
-        push_bounded(self.max, &self.pushes, v);
+        let (max, bytes) = (self.max, self.max_bytes);
+        push_bounded(max, bytes, &self.pushes, v, PushRecord::approx_bytes);
     }
 
     pub fn notifications(&self) -> Vec<Value> {
@@ -160,6 +238,7 @@ impl Recorder {
             .notifications
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .list
             .iter()
             .cloned()
             .collect();
@@ -171,6 +250,7 @@ impl Recorder {
             .pushes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .list
             .iter()
             .cloned()
             .collect();
@@ -180,71 +260,8 @@ impl Recorder {
     }
 
     pub fn clear(&self) {
-        self.notifications
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.pushes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-    }
-}
-
-/// Body of `POST /mock/faults`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultSpec {
-    pub status: Option<u16>,
-    pub count: Option<u32>,
-    pub delay_ms: Option<u64>,
-}
-
-/// What the notify handler must do for the current request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FaultAction {
-    pub status: Option<u16>,
-    pub delay_ms: u64,
-}
-
-/// The pending fault script.
-#[derive(Default)]
-pub struct Faults {
-    pending: Mutex<Option<(FaultSpec, u32)>>,
-}
-
-impl Faults {
-    /// Installs a script: the next `count` (default 1) notify requests get `status` (if any)
-    /// after `delay_ms` (if any). Rejects a status outside 100..=599.
-    pub fn set(&self, spec: FaultSpec) -> Result<(), String> {
-        if let Some(s) = spec.status {
-            if !(100..=599).contains(&s) {
-                return Err(format!("status {s} is not an HTTP status code (100-599)"));
-            }
-        }
-        let count = spec.count.unwrap_or(1);
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) =
-            (count > 0).then_some((spec, count));
-        Ok(())
-    }
-
-    /// Takes one fault for the current request, if any is pending.
-    pub fn take(&self) -> Option<FaultAction> {
-        let mut g = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let (spec, left) = g.as_mut()?;
-        let action = FaultAction {
-            status: spec.status,
-            delay_ms: spec.delay_ms.unwrap_or(0),
-        };
-        *left -= 1;
-        if *left == 0 {
-            *g = None;
-        }
-        Some(action)
-    }
-
-    pub fn clear(&self) {
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.notifications.lock().unwrap_or_else(|p| p.into_inner()) = Bounded::default();
+        *self.pushes.lock().unwrap_or_else(|p| p.into_inner()) = Bounded::default();
     }
 }
 
@@ -253,53 +270,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn faults_count_down_and_default_to_one() {
-        let f = Faults::default();
-        f.set(FaultSpec {
-            status: Some(503),
-            count: Some(2),
-            delay_ms: None,
-        })
-        .unwrap();
-        assert_eq!(
-            f.take(),
-            Some(FaultAction {
-                status: Some(503),
-                delay_ms: 0
-            })
-        );
-        assert!(f.take().is_some());
-        assert!(f.take().is_none());
-        f.set(FaultSpec {
-            status: None,
-            count: None,
-            delay_ms: Some(5),
-        })
-        .unwrap();
-        assert_eq!(
-            f.take(),
-            Some(FaultAction {
-                status: None,
-                delay_ms: 5
-            })
-        );
-        assert!(f.take().is_none());
-        assert!(f
-            .set(FaultSpec {
-                status: Some(42),
-                count: None,
-                delay_ms: None
-            })
-            .is_err());
-    }
-
-    #[test]
     fn recorder_is_bounded_ordered_and_redacts() {
         let r = Recorder::new(2);
         for i in 0..3 {
             let mut h = HeaderMap::new();
             h.insert(header::AUTHORIZATION, "Basic c2VjcmV0".parse().unwrap());
-            let mut n = NotificationRecord::new(i, 0, &h);
+            let mut n = NotificationRecord::new(i, 0);
+            n.set_headers(&h);
             n.set_body(b"{not json");
             r.record_notification(n);
         }
@@ -314,5 +291,18 @@ mod tests {
         assert_eq!(got[0]["body"], "{not json");
         r.clear();
         assert!(r.notifications().is_empty());
+    }
+
+    #[test]
+    fn recorder_is_bounded_by_bytes() {
+        let r = Recorder::with_bytes(1000, 100_000);
+        for i in 0..100 {
+            let mut n = NotificationRecord::new(i, 0);
+            n.set_body(&[b'x'; 10_000]);
+            r.record_notification(n);
+        }
+        let got = r.notifications();
+        assert!(got.len() < 11 && got.len() >= 9, "{}", got.len());
+        assert_eq!(got.last().unwrap()["seq"], 99);
     }
 }

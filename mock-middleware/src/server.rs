@@ -8,11 +8,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{ApnsAuth, Settings};
+use crate::faults::Faults;
 use crate::http::{self, AppState};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
+use crate::push::client::ProviderClient;
 use crate::push::{self, apns, fcm, gcm, Providers};
-use crate::recording::{Faults, Recorder};
+use crate::recording::Recorder;
 use crate::store::{SqliteStore, Subscriptions};
 use crate::tls;
 
@@ -35,6 +37,8 @@ pub enum StartError {
     Credentials(#[from] crate::listeners::creds::CredError),
     #[error("{0}")]
     Branding(String),
+    #[error("Admin token: {0}.")]
+    AdminToken(String),
 }
 
 /// A running instance; dropping it does not stop it, call [`Running::shutdown`].
@@ -59,6 +63,7 @@ impl Running {
 /// Builds the providers that the settings enable.
 pub fn providers(s: &Settings) -> Result<Providers, StartError> {
     let timeout = Duration::from_millis(s.push_timeout_ms);
+    let conns = s.push_connections;
     let mut p = Providers::default();
     if s.apns.enabled {
         let topic = s.apns.topic.clone().unwrap_or_default();
@@ -76,15 +81,20 @@ pub fn providers(s: &Settings) -> Result<Providers, StartError> {
                     StartError::Apns(format!("{} is not a P-256 .p8 key: {e}", path.display()))
                 })?;
                 (
-                    tls::http_client(s.tls_ca_file.as_deref(), None, timeout)?,
+                    ProviderClient::new(conns, || {
+                        tls::http_client(s.tls_ca_file.as_deref(), None, timeout)
+                    })?,
                     Some(signer),
                 )
             }
             ApnsAuth::Certificate => {
                 let path = s.apns.keystore.clone().unwrap_or_default();
-                let pem = tls::pkcs12_to_pem(&path, s.apns.password.as_deref().unwrap_or(""))?;
+                let pem =
+                    tls::pkcs12_to_pem(&path, s.apns.password.as_ref().map_or("", |p| p.expose()))?;
                 (
-                    tls::http_client(s.tls_ca_file.as_deref(), Some(&pem), timeout)?,
+                    ProviderClient::new(conns, || {
+                        tls::http_client(s.tls_ca_file.as_deref(), Some(&pem), timeout)
+                    })?,
                     None,
                 )
             }
@@ -92,13 +102,15 @@ pub fn providers(s: &Settings) -> Result<Providers, StartError> {
         p.apns = Some(Arc::new(apns::Apns {
             client,
             base: s.apns_base(),
-            topic,
+            topic: topic.into(),
             expiration_s: s.apns_expiration_s,
             jwt,
         }));
     }
     if s.gcm.enabled {
-        let client = tls::http_client(s.tls_ca_file.as_deref(), None, timeout)?;
+        let client = ProviderClient::new(conns, || {
+            tls::http_client(s.tls_ca_file.as_deref(), None, timeout)
+        })?;
         if let Some(path) = &s.gcm.service_account {
             let sa = fcm::ServiceAccount::load(path).map_err(StartError::Fcm)?;
             let f = fcm::Fcm::new(client, &s.fcm_url, s.fcm_oauth_url.as_deref(), sa)
@@ -133,19 +145,25 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
         .await
         .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
     let store = Arc::new(store);
-    let subs = Subscriptions::open(store.clone())?;
+    let st = store.clone();
+    let subs = tokio::task::spawn_blocking(move || Subscriptions::open(st))
+        .await
+        .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
     let s2 = settings.clone();
     let (st2, subs2) = (store.clone(), subs.clone());
     let listeners = tokio::task::spawn_blocking(move || Listeners::open(&s2, st2, subs2))
         .await
         .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
     let weak = Arc::downgrade(&listeners);
-    subs.set_removal_hook(Arc::new(move |cid, uid| {
+    subs.set_removal_hook(Arc::new(move |cid, uid, why| {
         if let Some(l) = weak.upgrade() {
-            tokio::spawn(async move { l.subscriptions_removed(cid, uid).await });
+            tokio::spawn(async move { l.subscriptions_removed(cid, uid, why).await });
         }
     }));
-    let recorder = Arc::new(Recorder::new(settings.recordings_max));
+    let recorder = Arc::new(Recorder::with_bytes(
+        settings.recordings_max,
+        settings.recordings_max_bytes,
+    ));
     let metrics = Arc::new(Metrics::new());
     let queue = push::start(
         &settings,
@@ -169,10 +187,34 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
     let admin_addr = admin_l
         .local_addr()
         .map_err(|e| StartError::Bind(settings.admin_listen, e))?;
+    let admin_token = {
+        let path = settings.admin_token_file.clone();
+        tokio::task::spawn_blocking(move || crate::http::admin_auth::load_or_create(&path))
+            .await
+            .map_err(|e| StartError::AdminToken(e.to_string()))?
+            .map_err(|e| {
+                StartError::AdminToken(format!("{}: {e}", settings.admin_token_file.display()))
+            })?
+    };
+    for (what, addr) in [
+        ("mock.http.listen", http_addr),
+        ("mock.admin.listen", admin_addr),
+    ] {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "{what} is not a loopback address and the listener has no TLS: passwords, session secrets and tokens cross the network in clear; put a TLS proxy in front or bind to 127.0.0.1");
+        }
+    }
+    let sessions = crate::http::session::Sessions::new(
+        settings.login.session_idle,
+        settings.login.session_max,
+    );
+    let throttle = crate::http::throttle::Throttle::new(settings.login.throttle.clone());
     let state = Arc::new(AppState {
+        admin_token,
         settings: Arc::new(settings),
         subs,
-        sessions: Default::default(),
+        sessions,
+        throttle,
         recorder,
         faults: Faults::default(),
         metrics,
@@ -182,19 +224,21 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
     });
     listeners.reassert_all().await;
     let (stop, rx) = watch::channel(false);
-    let serve = |l: TcpListener, app: axum::Router, mut rx: watch::Receiver<bool>| {
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.wait_for(|v| *v).await;
-            };
-            if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
-                tracing::error!(error = %e, "listener failed");
-            }
-        })
-    };
+    let mut limits = state.settings.limits.clone();
+    limits.fit(http::listen::raise_nofile());
+    tracing::info!(
+        public = limits.public.max_connections,
+        admin = limits.admin.max_connections,
+        "connection limits"
+    );
     let tasks = vec![
-        serve(http_l, http::public_router(state.clone()), rx.clone()),
-        serve(admin_l, http::admin_router(state.clone()), rx),
+        http::listen::serve(
+            http_l,
+            http::public_router(state.clone()),
+            limits.public,
+            rx.clone(),
+        ),
+        http::listen::serve(admin_l, http::admin_router(state.clone()), limits.admin, rx),
     ];
     tracing::info!(%http_addr, %admin_addr, subscriptions = state.subs.len(), "mock-middleware listening");
     Ok(Running {

@@ -1,11 +1,11 @@
-//! TLS helpers: the outbound HTTP client (trusting `mock.tls.ca_file`), throw-away certificates
-//! for the fake providers, and PKCS#12 → client identity for APNs certificate auth.
+//! TLS for production use: the outbound HTTP/2 client towards the providers (trusting
+//! `mock.tls.ca_file`), PKCS#12 → client identity for APNs certificate auth, and the rustls
+//! server configuration the fake providers serve with. Generating throw-away certificates for
+//! tests and demos lives apart, in [`crate::testpki`].
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
 /// A TLS setup failure.
 #[derive(Debug, thiserror::Error)]
@@ -18,8 +18,9 @@ pub enum TlsError {
     Generate(String),
 }
 
-/// Builds the outbound client: HTTP/2 via ALPN, the normal web roots plus `ca_file`, an
-/// optional client identity (PEM with key and certificates).
+/// Builds the outbound client towards a provider: HTTP/2 only (prior knowledge, ALPN `h2`), so
+/// that concurrent requests share one connection; `TCP_NODELAY`; the normal web roots plus
+/// `ca_file`; an optional client identity (PEM with key and certificates).
 pub fn http_client(
     ca_file: Option<&Path>,
     identity_pem: Option<&[u8]>,
@@ -27,6 +28,8 @@ pub fn http_client(
 ) -> Result<reqwest::Client, TlsError> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
+        .http2_prior_knowledge()
+        .tcp_nodelay(true)
         .timeout(timeout)
         .connect_timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(600))
@@ -77,74 +80,6 @@ pub fn pem_block(label: &str, der: &[u8]) -> String {
     }
     s.push_str(&format!("-----END {label}-----\n"));
     s
-}
-
-/// A generated CA with one server certificate (for `localhost`, 127.0.0.1, ::1) and the means to
-/// issue client certificates.
-pub struct TestPki {
-    pub ca_pem: String,
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
-    ca_params: CertificateParams,
-    ca_key: KeyPair,
-}
-
-impl TestPki {
-    pub fn generate() -> Result<TestPki, TlsError> {
-        let g = |e: rcgen::Error| TlsError::Generate(e.to_string());
-        let ca_key = KeyPair::generate().map_err(g)?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(g)?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "mock-middleware test CA");
-        let ca_cert = ca_params.clone().self_signed(&ca_key).map_err(g)?;
-        let server_key = KeyPair::generate().map_err(g)?;
-        let mut sp = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ])
-        .map_err(g)?;
-        sp.distinguished_name.push(DnType::CommonName, "localhost");
-        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server = sp.signed_by(&server_key, &ca_cert, &ca_key).map_err(g)?;
-        Ok(TestPki {
-            ca_pem: ca_cert.pem(),
-            server_cert_pem: server.pem(),
-            server_key_pem: server_key.serialize_pem(),
-            ca_params,
-            ca_key,
-        })
-    }
-
-    /// Issues a client certificate; returns (certificate DER, PKCS#8 key DER).
-    pub fn client_cert(&self, common_name: &str) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
-        let g = |e: rcgen::Error| TlsError::Generate(e.to_string());
-        let ca_cert = self
-            .ca_params
-            .clone()
-            .self_signed(&self.ca_key)
-            .map_err(g)?;
-        let key = KeyPair::generate().map_err(g)?;
-        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(g)?;
-        p.distinguished_name.push(DnType::CommonName, common_name);
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = p.signed_by(&key, &ca_cert, &self.ca_key).map_err(g)?;
-        Ok((cert.der().to_vec(), key.serialize_der()))
-    }
-}
-
-/// Writes a PKCS#12 keystore holding one key and certificate.
-pub fn write_pkcs12(cert_der: &[u8], key_der: &[u8], password: &str) -> Result<Vec<u8>, TlsError> {
-    let cert = p12_keystore::Certificate::from_der(cert_der)
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
-    let chain = p12_keystore::PrivateKeyChain::new(key_der, [1u8, 2, 3, 4], vec![cert]);
-    let mut ks = p12_keystore::KeyStore::new();
-    ks.add_entry("apns", p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
-    ks.writer(password)
-        .write()
-        .map_err(|e| TlsError::Generate(e.to_string()))
 }
 
 /// A rustls server config with ALPN `h2` only; with `client_ca`, client certificates from that

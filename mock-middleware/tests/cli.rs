@@ -210,7 +210,24 @@ async fn demo_flow_pushes_a_notification_to_the_fake_apns() {
     assert_eq!(got[0]["jwt"]["iss"], "DEMOTEAM12");
     // The middleware records the push when the fake's answer is back, which can be a moment
     // after the fake recorded the request: poll, bounded.
-    let pushes = poll_nonempty(&http, &format!("{admin}/mock/pushes"), 10).await;
+    // /mock/* needs the bearer token init-demo wrote (0600) next to the configuration.
+    let r = http
+        .get(format!("{admin}/mock/pushes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let token = std::fs::read_to_string(d.join("admin.token")).unwrap();
+    let mut bearer = reqwest::header::HeaderMap::new();
+    bearer.insert(
+        "authorization",
+        format!("Bearer {}", token.trim()).parse().unwrap(),
+    );
+    let admin_http = reqwest::Client::builder()
+        .default_headers(bearer)
+        .build()
+        .unwrap();
+    let pushes = poll_nonempty(&admin_http, &format!("{admin}/mock/pushes"), 10).await;
     assert_eq!(pushes[0]["outcome"], "delivered", "{pushes}");
 }
 

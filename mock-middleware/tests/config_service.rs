@@ -323,14 +323,14 @@ async fn discovery_recognises_grizzly_and_falls_back_to_ajax() {
     let c = reqwest::Client::new();
     // The middleware answers /appsuite/api/ with Grizzly's 404 page.
     assert_eq!(
-        mock_middleware::device::discover(&c, &s.base)
+        mock_middleware::tools::device::discover(&c, &s.base)
             .await
             .unwrap(),
         format!("{}/appsuite/api", s.base)
     );
     // A proxy with its own 404 page: /ajax.
     assert_eq!(
-        mock_middleware::device::discover(&c, &format!("{}/", s.stub_url))
+        mock_middleware::tools::device::discover(&c, &format!("{}/", s.stub_url))
             .await
             .unwrap(),
         format!("{}/ajax", s.stub_url)
@@ -338,7 +338,7 @@ async fn discovery_recognises_grizzly_and_falls_back_to_ajax() {
     // A 2xx answer at /appsuite/api/ counts as an App Suite.
     let ok_url = status_stub(&s.base, StatusCode::OK).await;
     assert_eq!(
-        mock_middleware::device::discover(&c, &ok_url)
+        mock_middleware::tools::device::discover(&c, &ok_url)
             .await
             .unwrap(),
         format!("{ok_url}/appsuite/api")
@@ -346,7 +346,7 @@ async fn discovery_recognises_grizzly_and_falls_back_to_ajax() {
     // 503 at the probe: not an App Suite answer either.
     let busy_url = status_stub(&s.base, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(
-        mock_middleware::device::discover(&c, &busy_url)
+        mock_middleware::tools::device::discover(&c, &busy_url)
             .await
             .unwrap(),
         format!("{busy_url}/ajax")

@@ -133,6 +133,22 @@ async fn dead_token_clears_metadata() {
     .await;
     c.deliver("alice", "To a dead phone");
     c.wait_metadata("alice", "").await;
+    // The removal is logged with APNs' reason, and the NIL line says why (not "unsubscribe").
+    let end = Instant::now() + Duration::from_secs(5);
+    let nil = "push registration removed (METADATA NIL): unregistered by APNs (Unregistered)";
+    while !chain::logs().text().contains(nil) {
+        assert!(
+            Instant::now() < end,
+            "no {nil:?}:\n{}",
+            chain::logs().text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = chain::logs().text();
+    assert!(
+        log.contains("INFO") && log.contains("dead token removed: APNs answered Unregistered"),
+        "{log}"
+    );
     assert!(c.h.subscriptions().await.is_empty());
     let regs = c.h.get_json(c.h.admin("/mock/registrations")).await;
     assert_eq!(regs, json!([]));

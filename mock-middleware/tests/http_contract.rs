@@ -146,12 +146,8 @@ async fn oversized_body_is_413_and_wrong_method_is_405() {
 async fn faults_answer_the_next_count_requests_then_stop() {
     let h = Harness::start(Opts::default()).await;
     let r = h
-        .http
-        .post(h.admin("/mock/faults"))
-        .json(&json!({"status": 503, "count": 2, "delay_ms": 150}))
-        .send()
-        .await
-        .unwrap();
+        .fault(json!({"status": 503, "count": 2, "delay_ms": 150}))
+        .await;
     assert_eq!(r.status(), 200);
     for _ in 0..2 {
         let t = Instant::now();
@@ -161,16 +157,10 @@ async fn faults_answer_the_next_count_requests_then_stop() {
         assert!(t.elapsed() >= Duration::from_millis(150));
     }
     assert_eq!(h.notify(&new_mail("3@1", 1)).await.status(), 200);
-    let bad = h
-        .http
-        .post(h.admin("/mock/faults"))
-        .json(&json!({"status": 42}))
-        .send()
-        .await
-        .unwrap();
+    let bad = h.fault(json!({"status": 42})).await;
     assert_eq!(bad.status(), 400);
     let bad = h
-        .http
+        .admin_http
         .post(h.admin("/mock/faults"))
         .body("{")
         .send()
@@ -196,7 +186,7 @@ async fn recordings_are_cleared_and_metrics_are_exposed() {
     assert!(m.contains("mock_queue_depth"), "{m}");
     assert!(m.contains("mock_notify_duration_seconds_bucket"), "{m}");
     let r = h
-        .http
+        .admin_http
         .delete(h.admin("/mock/recordings"))
         .send()
         .await
@@ -218,21 +208,14 @@ async fn login_answers_ox_fields_and_cookies_and_errors() {
     let v = h.login("alice", "nope", "open-xchange-mailapp").await;
     assert_eq!(v["code"], "LGI-0006");
     assert_eq!(v["categories"], "USER_INPUT");
-    let v: Value = h
-        .http
-        .post(h.url("/ajax/login?action=login"))
-        .form(&[("password", "x")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = h
+        .post_form("/ajax/login?action=login", &[("password", "x")])
+        .await;
     assert_eq!(v["code"], "SVL-0002");
     assert!(v["error"].as_str().unwrap().contains("name"));
     let r = h
         .http
-        .get(h.url("/ajax/login?action=login&name=alice&password=pw-alice"))
+        .get(h.url("/ajax/login?action=login&name=alice"))
         .send()
         .await
         .unwrap();
@@ -376,7 +359,7 @@ async fn pns_validates_like_ox() {
             "topics",
         ),
         (
-            json!({"token": "ab", "transport": "fcm", "topics": ["ox:mail:new"]}),
+            json!({"token": "ab", "transport": "wns", "topics": ["ox:mail:new"]}),
             "SVL-0010",
             "transport",
         ),

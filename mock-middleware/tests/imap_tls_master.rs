@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mock_middleware::tls::TestPki;
+use mock_middleware::testpki::TestPki;
 use serde_json::json;
 
 const APNS_TOKEN: &str = "aa11bb22cc33dd44ee55ff66aa11bb22cc33dd44ee55ff66aa11bb22cc33dd44";
@@ -154,7 +154,8 @@ async fn master_user_sets_metadata_without_stored_credentials() {
     // Credential storage stays off: after a restart only the master user can log in for alice.
     let mut c = chain::start_with(
         extra,
-        "mock.imap.master.user=pushmaster\nmock.imap.master.password=master-pw\n",
+        // Loopback only: the cleartext master login is allowed explicitly.
+        "mock.imap.master.user=pushmaster\nmock.imap.master.password=master-pw\nmock.imap.allow_cleartext_master=true\n",
     )
     .await;
     // Dovecot really accepts alice*pushmaster.

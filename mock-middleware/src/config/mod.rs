@@ -4,17 +4,23 @@
 //! that cannot be used stops startup with one line naming the file, key, value and the expected
 //! form, so that an operator can fix it without reading code.
 
+pub mod limits;
 pub mod mailapp;
 pub mod properties;
 pub mod push;
+mod reader;
+pub mod secret;
 pub mod users;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use crate::wildcard::{parse_client_patterns, wildcard_match};
 pub use mailapp::MailAppConfig;
 pub use properties::Properties;
 pub use push::{CredFormat, ImapSettings, ImapTls, PushSettings};
+use reader::Reader;
+pub use secret::Secret;
 pub use users::{UserEntry, UsersFile};
 
 /// Prefix of the legacy mobile push properties; OX spells it `openxchange` (sic).
@@ -47,7 +53,7 @@ pub struct ApnsSettings {
     pub enabled: bool,
     pub auth: ApnsAuth,
     pub keystore: Option<PathBuf>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub production: bool,
     pub private_key: Option<PathBuf>,
     pub key_id: Option<String>,
@@ -59,7 +65,7 @@ pub struct ApnsSettings {
 #[derive(Debug, Clone, Default)]
 pub struct GcmSettings {
     pub enabled: bool,
-    pub key: Option<String>,
+    pub key: Option<Secret>,
     pub service_account: Option<PathBuf>,
 }
 
@@ -69,6 +75,8 @@ pub struct Settings {
     pub config_dir: PathBuf,
     pub http_listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// Bearer token file of the admin listener's `/mock/*` (created 0600 when missing).
+    pub admin_token_file: PathBuf,
     pub db: PathBuf,
     pub apns_url: Option<String>,
     pub fcm_url: String,
@@ -76,15 +84,19 @@ pub struct Settings {
     pub gcm_url: String,
     pub tls_ca_file: Option<PathBuf>,
     pub basic_login: Option<String>,
-    pub basic_password: Option<String>,
+    pub basic_password: Option<Secret>,
     pub strict_ox: bool,
     pub queue_capacity: usize,
     pub push_concurrency: usize,
+    /// HTTP/2 connections per provider host and credential (`mock.push.connections`).
+    pub push_connections: usize,
     pub push_timeout_ms: u64,
     pub retry_max_attempts: u32,
     pub retry_base_ms: u64,
     pub retry_max_age_ms: u64,
     pub recordings_max: usize,
+    /// Approximate bytes kept in each recording list (`mock.recordings.max_bytes`).
+    pub recordings_max_bytes: usize,
     pub apns_expiration_s: u64,
     pub mobile_mail_app: bool,
     pub allowed_clients: Vec<String>,
@@ -93,6 +105,8 @@ pub struct Settings {
     pub users: UsersFile,
     pub mailapp: MailAppConfig,
     pub push: PushSettings,
+    pub limits: limits::ListenerLimits,
+    pub login: limits::LoginSettings,
 }
 
 impl Default for Settings {
@@ -101,6 +115,7 @@ impl Default for Settings {
             config_dir: PathBuf::from("."),
             http_listen: "127.0.0.1:8009".parse().expect("literal"),
             admin_listen: "127.0.0.1:8010".parse().expect("literal"),
+            admin_token_file: PathBuf::from("admin.token"),
             db: PathBuf::from("mock-middleware.sqlite"),
             apns_url: None,
             fcm_url: "https://fcm.googleapis.com".into(),
@@ -112,11 +127,13 @@ impl Default for Settings {
             strict_ox: false,
             queue_capacity: 65536,
             push_concurrency: 256,
+            push_connections: 1,
             push_timeout_ms: 10_000,
             retry_max_attempts: 5,
             retry_base_ms: 200,
             retry_max_age_ms: 60_000,
             recordings_max: 10_000,
+            recordings_max_bytes: 32 << 20,
             apns_expiration_s: 86_400,
             mobile_mail_app: false,
             allowed_clients: parse_client_patterns(DEFAULT_ALLOWED_CLIENTS),
@@ -135,6 +152,8 @@ impl Default for Settings {
             users: UsersFile::default(),
             mailapp: MailAppConfig::default(),
             push: PushSettings::default(),
+            limits: limits::ListenerLimits::default(),
+            login: limits::LoginSettings::default(),
         }
     }
 }
@@ -185,6 +204,9 @@ impl Settings {
         s.admin_listen = r
             .parse("mock.admin.listen", "a socket address like 127.0.0.1:8010")?
             .unwrap_or(s.admin_listen);
+        s.admin_token_file = r
+            .path("mock.admin.token_file")
+            .unwrap_or_else(|| dir.join("admin.token"));
         s.db = r.path("mock.db").unwrap_or(s.db);
         s.apns_url = r.url("mock.apns.url")?;
         s.fcm_url = r.url("mock.fcm.url")?.unwrap_or(s.fcm_url);
@@ -192,7 +214,7 @@ impl Settings {
         s.gcm_url = r.url("mock.gcm.url")?.unwrap_or(s.gcm_url);
         s.tls_ca_file = r.existing_file("mock.tls.ca_file")?;
         s.basic_login = r.string("com.openexchange.rest.services.basic-auth.login");
-        s.basic_password = r.string("com.openexchange.rest.services.basic-auth.password");
+        s.basic_password = r.secret("com.openexchange.rest.services.basic-auth.password");
         s.strict_ox = r.boolean("mock.strict_ox")?.unwrap_or(s.strict_ox);
         s.queue_capacity = r
             .positive("mock.queue.capacity")?
@@ -200,6 +222,10 @@ impl Settings {
         s.push_concurrency = r
             .positive("mock.push.concurrency")?
             .unwrap_or(s.push_concurrency as u64) as usize;
+        s.push_connections = r
+            .positive("mock.push.connections")?
+            .unwrap_or(s.push_connections as u64)
+            .min(16) as usize;
         s.push_timeout_ms = r
             .positive("mock.push.timeout_ms")?
             .unwrap_or(s.push_timeout_ms);
@@ -215,6 +241,9 @@ impl Settings {
         s.recordings_max = r
             .positive("mock.recordings.max")?
             .unwrap_or(s.recordings_max as u64) as usize;
+        s.recordings_max_bytes = r
+            .positive("mock.recordings.max_bytes")?
+            .unwrap_or(s.recordings_max_bytes as u64) as usize;
         s.apns_expiration_s = r
             .parse("mock.apns.expiration_s", "a number of seconds")?
             .unwrap_or(s.apns_expiration_s);
@@ -227,7 +256,7 @@ impl Settings {
         let apn = |k: &str| format!("{MOBILEPUSH}.apn.ios.{k}");
         s.apns.enabled = r.boolean(&apn("enabled"))?.unwrap_or(false);
         s.apns.keystore = r.path(&apn("keystore"));
-        s.apns.password = r.string(&apn("password"));
+        s.apns.password = r.secret(&apn("password"));
         s.apns.production = r.boolean(&apn("production"))?.unwrap_or(true);
         s.apns.private_key = r.path(&apn("privatekey"));
         s.apns.key_id = r.string(&apn("keyid"));
@@ -249,7 +278,7 @@ impl Settings {
         }
         let gcm = |k: &str| format!("{MOBILEPUSH}.gcm.{k}");
         s.gcm.enabled = r.boolean(&gcm("enabled"))?.unwrap_or(false);
-        s.gcm.key = r.string(&gcm("key"));
+        s.gcm.key = r.secret(&gcm("key"));
         s.gcm.service_account = r.existing_file(&gcm("serviceaccount"))?;
         if s.gcm.enabled && s.gcm.key.is_none() && s.gcm.service_account.is_none() {
             return Err(r.invalid(
@@ -258,6 +287,8 @@ impl Settings {
             ));
         }
         s.push = push::read(&r)?;
+        s.limits = limits::read(&r)?;
+        s.login = limits::read_login(&r)?;
         Ok(s)
     }
 
@@ -291,115 +322,6 @@ impl Settings {
             return Err(r.invalid(&apn("topic"), "the app's bundle id (the apns-topic header)"));
         }
         Ok(())
-    }
-}
-
-/// Parses OX's quoted, comma-separated wildcard list (`"USM-EAS*", "open-xchange-mailapp"`).
-pub fn parse_client_patterns(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|s| s.trim().trim_matches('"').trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// `*` matches any run of characters, `?` one character; everything else literally.
-pub fn wildcard_match(pattern: &str, s: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = s.chars().collect();
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(sp) = star {
-            pi = sp + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-struct Reader<'a> {
-    p: &'a Properties,
-    dir: &'a Path,
-}
-
-impl Reader<'_> {
-    fn invalid(&self, key: &str, expected: &str) -> ConfigError {
-        let (file, value) = match self.p.get(key) {
-            Some(v) => (v.file.display().to_string(), v.value.clone()),
-            None => (self.dir.display().to_string(), String::new()),
-        };
-        ConfigError::Invalid {
-            file,
-            key: key.to_string(),
-            value,
-            expected: expected.to_string(),
-        }
-    }
-    fn string(&self, key: &str) -> Option<String> {
-        self.p.get(key).map(|v| v.value.trim().to_string())
-    }
-    fn parse<T: std::str::FromStr>(
-        &self,
-        key: &str,
-        expected: &str,
-    ) -> Result<Option<T>, ConfigError> {
-        match self.string(key) {
-            None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| self.invalid(key, expected)),
-        }
-    }
-    fn positive(&self, key: &str) -> Result<Option<u64>, ConfigError> {
-        match self.parse::<u64>(key, "a positive integer")? {
-            Some(0) => Err(self.invalid(key, "a positive integer")),
-            v => Ok(v),
-        }
-    }
-    fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        match self.string(key).as_deref() {
-            None => Ok(None),
-            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(_) => Err(self.invalid(key, "true or false")),
-        }
-    }
-    fn path(&self, key: &str) -> Option<PathBuf> {
-        self.string(key).map(|v| {
-            let p = PathBuf::from(v);
-            if p.is_absolute() {
-                p
-            } else {
-                self.dir.join(p)
-            }
-        })
-    }
-    fn existing_file(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
-        match self.path(key) {
-            Some(p) if !p.is_file() => {
-                Err(self.invalid(key, "the path of an existing readable file"))
-            }
-            other => Ok(other),
-        }
-    }
-    fn url(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        match self.string(key) {
-            None => Ok(None),
-            Some(v) if (v.starts_with("https://") || v.starts_with("http://")) && v.len() > 8 => {
-                Ok(Some(v.trim_end_matches('/').to_string()))
-            }
-            Some(_) => Err(self.invalid(key, "an http:// or https:// URL")),
-        }
     }
 }
 
@@ -461,6 +383,21 @@ mod tests {
         assert_eq!(s.fcm_url, d.fcm_url);
         assert_eq!(s.gcm_url, d.gcm_url);
         assert_eq!(s.apns_base(), d.apns_base());
+        assert_eq!(s.push_connections, d.push_connections);
+        assert_eq!(s.recordings_max_bytes, d.recordings_max_bytes);
+        let (l, dl) = (&s.limits, &d.limits);
+        assert_eq!(l.public.max_connections, dl.public.max_connections);
+        assert_eq!(l.public.header_timeout, dl.public.header_timeout);
+        assert_eq!(l.public.body_timeout, dl.public.body_timeout);
+        assert_eq!(l.public.max_header_bytes, dl.public.max_header_bytes);
+        assert_eq!(l.public.max_body_bytes, dl.public.max_body_bytes);
+        assert_eq!(l.admin.max_connections, dl.admin.max_connections);
+        let (g, dg) = (&s.login, &d.login);
+        assert_eq!(g.throttle.free, dg.throttle.free);
+        assert_eq!(g.throttle.base, dg.throttle.base);
+        assert_eq!(g.throttle.max, dg.throttle.max);
+        assert_eq!(g.session_idle, dg.session_idle);
+        assert_eq!(g.session_max, dg.session_max);
     }
 
     #[test]
@@ -468,22 +405,5 @@ mod tests {
         let text = "com.openxchange.mobilepush.events.apn.ios.enabled=true\n";
         let err = Settings::from_properties(&props(text), Path::new("/tmp")).unwrap_err();
         assert!(err.to_string().contains("privatekey"), "{err}");
-    }
-
-    #[test]
-    fn client_patterns_and_wildcards() {
-        let pats = parse_client_patterns(DEFAULT_ALLOWED_CLIENTS);
-        assert_eq!(pats.len(), 4);
-        assert!(wildcard_match(
-            "open-xchange-mobile-api-facade*",
-            "open-xchange-mobile-api-facade-ios"
-        ));
-        assert!(wildcard_match("USM-EAS*", "USM-EAS"));
-        assert!(!wildcard_match(
-            "open-xchange-mailapp",
-            "open-xchange-mailapp2"
-        ));
-        assert!(wildcard_match("a?c*", "abcdef"));
-        assert!(!wildcard_match("a?c", "ac"));
     }
 }

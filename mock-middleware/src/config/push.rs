@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{ConfigError, Reader};
+use super::{ConfigError, Reader, Secret};
 
 /// How the IMAP connection to Dovecot is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct ImapSettings {
     pub tls: ImapTls,
     pub ca_file: Option<PathBuf>,
     pub master_user: Option<String>,
-    pub master_password: Option<String>,
+    pub master_password: Option<Secret>,
     /// Bound of one IMAP conversation (connect + commands).
     pub timeout_ms: u64,
     /// Pause before the single retry of a failed registration (OX: 5 s).
@@ -41,7 +41,7 @@ pub enum CredFormat {
 #[derive(Debug, Clone)]
 pub struct CredStorageSettings {
     pub enabled: bool,
-    pub passcrypt: Option<String>,
+    pub passcrypt: Option<Secret>,
     pub rdb: bool,
     pub format: CredFormat,
 }
@@ -99,12 +99,23 @@ pub(super) fn read(r: &Reader<'_>) -> Result<PushSettings, ConfigError> {
             tls,
             ca_file: r.existing_file("mock.imap.ca_file")?,
             master_user: r.string("mock.imap.master.user"),
-            master_password: r.string("mock.imap.master.password"),
+            master_password: r.secret("mock.imap.master.password"),
             timeout_ms: r.positive("mock.imap.timeout_ms")?.unwrap_or(10_000),
             retry_delay_ms: r
                 .parse("mock.imap.retry_delay_ms", "a number of milliseconds")?
                 .unwrap_or(5_000),
         });
+    }
+    if let Some(i) = &s.imap {
+        let cleartext_ok = r
+            .boolean("mock.imap.allow_cleartext_master")?
+            .unwrap_or(false);
+        if i.master_user.is_some() && i.tls == ImapTls::None && !cleartext_ok {
+            return Err(r.invalid(
+                "mock.imap.tls",
+                "starttls or tls when mock.imap.master.user is set (the master password would cross the network in clear; set mock.imap.allow_cleartext_master=true to allow it anyway)",
+            ));
+        }
     }
     s.allow_permanent = r
         .boolean("com.openexchange.push.allowPermanentPush")?
@@ -113,7 +124,7 @@ pub(super) fn read(r: &Reader<'_>) -> Result<PushSettings, ConfigError> {
     c.enabled = r
         .boolean("com.openexchange.push.credstorage.enabled")?
         .unwrap_or(false);
-    c.passcrypt = r.string("com.openexchange.push.credstorage.passcrypt");
+    c.passcrypt = r.secret("com.openexchange.push.credstorage.passcrypt");
     c.rdb = r
         .boolean("com.openexchange.push.credstorage.rdb")?
         .unwrap_or(false);
@@ -132,7 +143,12 @@ pub(super) fn read(r: &Reader<'_>) -> Result<PushSettings, ConfigError> {
 impl PushSettings {
     /// OX refuses to start the push bundle when credstorage is on without passcrypt.
     pub fn check(&self) -> Result<(), StartupRefusal> {
-        if self.credstorage.enabled && self.credstorage.passcrypt.is_none() {
+        let empty = self
+            .credstorage
+            .passcrypt
+            .as_ref()
+            .is_none_or(|p| p.expose().trim().is_empty());
+        if self.credstorage.enabled && empty {
             return Err(StartupRefusal(MISSING_PASSCRYPT.into()));
         }
         Ok(())

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use std::path::Path;
 
-use super::ConfigError;
+use super::{ConfigError, Secret};
 
 /// One user: login name, password and OX ids.
 #[derive(Debug, Clone, Deserialize)]
@@ -16,7 +16,7 @@ pub struct UserEntry {
     pub login: String,
     /// Checked only when login is not IMAP-backed (`mock.imap.host` unset).
     #[serde(default)]
-    pub password: String,
+    pub password: Secret,
     #[serde(rename = "userId")]
     pub user_id: i32,
     #[serde(rename = "contextId")]

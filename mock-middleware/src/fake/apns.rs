@@ -8,7 +8,7 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 use serde_json::{json, Map, Value};
 
 use super::{ConnInfo, FakeState};
@@ -32,7 +32,14 @@ pub fn router(state: Arc<FakeState>) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-fn answer(status: u16, reason: Option<&str>, retry_after: Option<u64>) -> Response {
+/// Apple's answer: the request's `apns-id` echoed (clients such as aioapns match replies by it),
+/// a fresh one only when the request had none.
+fn answer(
+    status: u16,
+    reason: Option<&str>,
+    retry_after: Option<u64>,
+    apns_id: Option<&str>,
+) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = match reason {
         None => code.into_response(),
@@ -43,13 +50,15 @@ fn answer(status: u16, reason: Option<&str>, retry_after: Option<u64>) -> Respon
             .into_response(),
         Some(reason) => (code, axum::Json(json!({ "reason": reason }))).into_response(),
     };
-    r.headers_mut().insert(
-        "apns-id",
-        uuid::Uuid::new_v4()
-            .to_string()
-            .parse()
-            .expect("uuid is a header value"),
-    );
+    let id = apns_id
+        .and_then(|v| axum::http::HeaderValue::from_str(v).ok())
+        .unwrap_or_else(|| {
+            uuid::Uuid::new_v4()
+                .to_string()
+                .parse()
+                .expect("uuid is a header value")
+        });
+    r.headers_mut().insert("apns-id", id);
     if let Some(s) = retry_after {
         r.headers_mut().insert("retry-after", s.into());
     }
@@ -76,28 +85,23 @@ fn check_jwt(s: &FakeState, conn: &ConnInfo, auth: &str) -> Result<Value, (u16, 
             }
         }
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| (403, "InvalidProviderToken"))?;
-    if header.alg != Algorithm::ES256 {
-        return Err((403, "InvalidProviderToken"));
+    let invalid = (403, "InvalidProviderToken");
+    let jwt = LenientJwt::parse(token).ok_or(invalid)?;
+    if jwt.header["alg"] != "ES256" {
+        return Err(invalid);
     }
-    let kid = header.kid.unwrap_or_default();
+    let kid = jwt.header["kid"].as_str().unwrap_or_default();
     let (_, team, key) = s
         .cfg
         .apns_keys
         .iter()
-        .find(|(k, _, _)| *k == kid)
-        .ok_or((403, "InvalidProviderToken"))?;
-    let mut v = Validation::new(Algorithm::ES256);
-    v.validate_exp = false;
-    v.required_spec_claims.clear();
-    let data =
-        jsonwebtoken::decode::<Value>(token, key, &v).map_err(|_| (403, "InvalidProviderToken"))?;
-    if data.claims["iss"].as_str() != Some(team.as_str()) {
-        return Err((403, "InvalidProviderToken"));
+        .find(|(k, _, _)| k == kid)
+        .ok_or(invalid)?;
+    if !jwt.verify(key) || jwt.claims["iss"].as_str() != Some(team.as_str()) {
+        return Err(invalid);
     }
-    let iat = data.claims["iat"]
-        .as_u64()
-        .ok_or((403, "InvalidProviderToken"))?;
+    let data = jwt;
+    let iat = data.claims["iat"].as_u64().ok_or(invalid)?;
     if unix_now().saturating_sub(iat) > 3600 {
         return Err((403, "ExpiredProviderToken"));
     }
@@ -109,6 +113,54 @@ fn check_jwt(s: &FakeState, conn: &ConnInfo, auth: &str) -> Result<Value, (u16, 
         _ => *cur = Some((token.to_string(), Instant::now(), data.claims.clone())),
     }
     Ok(data.claims)
+}
+
+/// A JWS in compact form read as Apple reads it: segments in base64url or in padded standard
+/// base64 (which widely used clients send and Apple accepts); the signature is checked over the
+/// segments exactly as they were sent.
+pub struct LenientJwt<'a> {
+    signed: &'a str,
+    signature: Vec<u8>,
+    pub header: Value,
+    pub claims: Value,
+}
+
+/// Decodes base64url or standard base64, padded or not.
+fn b64_lenient(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let norm: String = s
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(norm)
+        .ok()
+}
+
+impl<'a> LenientJwt<'a> {
+    pub fn parse(token: &'a str) -> Option<LenientJwt<'a>> {
+        let (signed, sig) = token.rsplit_once('.')?;
+        let (h, c) = signed.split_once('.')?;
+        Some(LenientJwt {
+            signed,
+            signature: b64_lenient(sig)?,
+            header: serde_json::from_slice(&b64_lenient(h)?).ok()?,
+            claims: serde_json::from_slice(&b64_lenient(c)?).ok()?,
+        })
+    }
+
+    /// ES256 signature check (raw r‖s) with `key`.
+    pub fn verify(&self, key: &jsonwebtoken::DecodingKey) -> bool {
+        use base64::Engine;
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.signature);
+        jsonwebtoken::crypto::verify(&sig, self.signed.as_bytes(), key, Algorithm::ES256)
+            .unwrap_or(false)
+    }
 }
 
 async fn handle(
@@ -143,7 +195,8 @@ async fn handle(
     rec["status"] = json!(status);
     rec["reason"] = json!(reason);
     s.record(rec);
-    answer(status, reason.as_deref(), retry)
+    let apns_id = headers.get("apns-id").and_then(|v| v.to_str().ok());
+    answer(status, reason.as_deref(), retry, apns_id)
 }
 
 #[allow(clippy::too_many_arguments)]

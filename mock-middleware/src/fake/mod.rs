@@ -81,6 +81,9 @@ pub struct FakeState {
     issued: Mutex<HashMap<String, Instant>>,
     pub tokens_issued: AtomicU64,
     conn_seq: AtomicU64,
+    /// TCP connections accepted (counted before the TLS handshake, so a connection a client
+    /// opens and abandons counts too).
+    pub tcp_accepted: AtomicU64,
 }
 
 impl FakeState {
@@ -92,6 +95,7 @@ impl FakeState {
             issued: Mutex::new(HashMap::new()),
             tokens_issued: AtomicU64::new(0),
             conn_seq: AtomicU64::new(0),
+            tcp_accepted: AtomicU64::new(0),
         })
     }
 
@@ -197,6 +201,9 @@ pub fn serve_tls(
                 r = listener.accept() => match r { Ok(v) => v, Err(_) => continue },
                 _ = stop.wait_for(|v| *v) => return,
             };
+            state.tcp_accepted.fetch_add(1, Ordering::Relaxed);
+            // Apple's and Google's front ends answer without Nagle delays; so do the fakes.
+            let _ = tcp.set_nodelay(true);
             let (acceptor, router, state) = (acceptor.clone(), router.clone(), state.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
@@ -271,7 +278,8 @@ async fn script(State(s): State<Arc<FakeState>>, body: axum::body::Bytes) -> Res
 
 async fn stats(State(s): State<Arc<FakeState>>) -> Json<Value> {
     Json(
-        json!({"oauth_tokens_issued": s.tokens_issued.load(Ordering::Relaxed), "requests": s.requests(None).len()}),
+        json!({"oauth_tokens_issued": s.tokens_issued.load(Ordering::Relaxed), "requests": s.requests(None).len(),
+               "connections": s.tcp_accepted.load(Ordering::Relaxed)}),
     )
 }
 

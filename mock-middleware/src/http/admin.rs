@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::State as S;
-use crate::recording::FaultSpec;
+use crate::faults::FaultSpec;
 
 /// `GET /mock/notifications`: every recorded notify request, in arrival order.
 pub async fn notifications(State(s): State<S>) -> Json<Value> {

@@ -159,6 +159,20 @@ pub fn grizzly_not_found(path: &str) -> Response {
         .into_response()
 }
 
+/// A method the endpoint does not document: 405 with `Allow` and a sentence naming both (the
+/// same answer as the http-notify endpoint's; project convention, OX's exact body for this
+/// case is not public).
+pub fn wrong_method(method: &axum::http::Method, allow: &'static str, module: &str) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, allow)],
+        axum::Json(json!({
+            "error": format!("Method {method} is not allowed for {module}; use {allow}.")
+        })),
+    )
+        .into_response()
+}
+
 /// `{"data": value}`.
 pub fn data(v: Value) -> Response {
     (StatusCode::OK, axum::Json(json!({ "data": v }))).into_response()

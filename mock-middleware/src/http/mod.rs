@@ -4,12 +4,16 @@
 //! (`/config/providers`, ...) slot in as further modules here.
 
 pub mod admin;
-pub mod client;
+pub mod admin_auth;
 pub mod config;
 pub mod envelope;
+pub mod listen;
+pub mod login;
+pub mod mobilenotifier;
 pub mod notify;
 pub mod session;
 pub mod subscribe;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -18,9 +22,10 @@ use axum::Router;
 use tokio::sync::mpsc;
 
 use crate::config::Settings;
+use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::push::PushJob;
-use crate::recording::{Faults, Recorder};
+use crate::recording::Recorder;
 use crate::store::Subscriptions;
 
 /// Everything the handlers share.
@@ -34,6 +39,10 @@ pub struct AppState {
     pub queue: mpsc::Sender<PushJob>,
     pub listeners: Arc<crate::listeners::Listeners>,
     pub branding: Option<config::Branding>,
+    /// Failed-login throttling per address and per login name.
+    pub throttle: throttle::Throttle,
+    /// Bearer token of `/mock/*` on the admin listener.
+    pub admin_token: crate::config::Secret,
 }
 
 pub type State = Arc<AppState>;
@@ -41,16 +50,29 @@ pub type State = Arc<AppState>;
 /// The public router: `/preliminary/http-notify/v1/notify` plus the client API under `/ajax`
 /// and `/appsuite/api`.
 pub fn public_router(state: State) -> Router {
+    use axum::http::Method;
+    let wrong = |allow: &'static str, module: &'static str| {
+        move |m: Method| async move { envelope::wrong_method(&m, allow, module) }
+    };
     let api = Router::new()
-        .route("/login", get(client::login).post(client::login))
-        .route("/capabilities", get(client::capabilities))
+        .route(
+            "/login",
+            get(login::login)
+                .post(login::login)
+                .fallback(wrong("GET, POST", "login")),
+        )
+        .route(
+            "/capabilities",
+            get(login::capabilities).fallback(wrong("GET", "capabilities")),
+        )
         .route(
             "/mobilenotifier",
-            get(subscribe::mobilenotifier)
-                .post(subscribe::mobilenotifier)
-                .put(subscribe::mobilenotifier),
+            get(mobilenotifier::mobilenotifier)
+                .post(mobilenotifier::mobilenotifier)
+                .put(mobilenotifier::mobilenotifier)
+                .fallback(wrong("GET, POST, PUT", "mobilenotifier")),
         )
-        .route("/pns", put(subscribe::pns).post(subscribe::pns));
+        .route("/pns", put(subscribe::pns).fallback(wrong("PUT", "pns")));
     Router::new()
         .route(
             "/preliminary/http-notify/v1/notify",
@@ -64,9 +86,10 @@ pub fn public_router(state: State) -> Router {
         .with_state(state)
 }
 
-/// The admin router: recordings, faults, metrics.
+/// The admin router: recordings, faults and registrations behind the bearer token
+/// ([`admin_auth`]); `/metrics` open.
 pub fn admin_router(state: State) -> Router {
-    Router::new()
+    let guarded = Router::new()
         .route("/mock/notifications", get(admin::notifications))
         .route("/mock/pushes", get(admin::pushes))
         .route("/mock/faults", axum::routing::post(admin::faults))
@@ -78,6 +101,12 @@ pub fn admin_router(state: State) -> Router {
             "/mock/registrations",
             get(admin::registrations).delete(admin::unregister),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin_auth::require,
+        ));
+    Router::new()
+        .merge(guarded)
         .route("/metrics", get(admin::metrics))
         .with_state(state)
 }

@@ -60,9 +60,11 @@ pub fn basic_auth_ok(headers: &HeaderMap, login: Option<&str>, password: Option<
     else {
         return false;
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1): `Basic`, `basic`, `BASIC`.
     let Some(b64) = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, rest)| rest)
     else {
         return false;
     };
@@ -109,7 +111,7 @@ struct NotifyBody {
 pub async fn notify(State(s): State<S>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let seq = s.recorder.next_seq();
-    let mut rec = NotificationRecord::new(seq, now_ms(), &headers);
+    let mut rec = NotificationRecord::new(seq, now_ms());
     let (result, response) = handle(&s, &headers, body, seq, &mut rec).await;
     rec.status = response.status().as_u16();
     rec.result = result;
@@ -128,6 +130,16 @@ async fn handle(
     seq: u64,
     rec: &mut NotificationRecord,
 ) -> (&'static str, Response) {
+    let st = &s.settings;
+    if !basic_auth_ok(
+        headers,
+        st.basic_login.as_deref(),
+        st.basic_password.as_ref().map(|p| p.expose()),
+    ) {
+        // Recorded without headers, and no pending fault is used up by a stranger.
+        return ("unauthorized", unauthorized());
+    }
+    rec.set_headers(headers);
     if let Some(fault) = s.faults.take() {
         if fault.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
@@ -143,14 +155,6 @@ async fn handle(
             return ("fault", r);
         }
     }
-    let st = &s.settings;
-    if !basic_auth_ok(
-        headers,
-        st.basic_login.as_deref(),
-        st.basic_password.as_deref(),
-    ) {
-        return ("unauthorized", unauthorized());
-    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -164,7 +168,22 @@ async fn handle(
             ),
         );
     }
-    let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+    // The whole body within the body timeout (tower-http's timeout is per frame only).
+    let within = s.settings.limits.public.body_timeout;
+    let limited = http_body_util::Limited::new(body, MAX_BODY).collect();
+    let Ok(collected) = tokio::time::timeout(within, limited).await else {
+        return (
+            "body_timeout",
+            error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "The request body did not arrive within {} ms.",
+                    within.as_millis()
+                ),
+            ),
+        );
+    };
+    let bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -175,6 +194,15 @@ async fn handle(
                 error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "The request body is larger than 64 KiB.",
+                ),
+            )
+        }
+        Err(e) if e.is::<tower_http::timeout::TimeoutError>() => {
+            return (
+                "body_timeout",
+                error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body stalled longer than the body timeout.",
                 ),
             )
         }
@@ -261,23 +289,31 @@ async fn handle(
         (None, false) => count(&parsed.unseen).unwrap_or(-1),
         (None, true) => -1,
     };
-    let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_string);
+    let text = |v: Option<Value>| match v {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
     let event = Arc::new(MailEvent::new(
         context_id,
         user_id,
         folder.to_string(),
         uid,
-        text(&parsed.from),
-        text(&parsed.subject),
+        text(parsed.from),
+        text(parsed.subject),
         unread,
     ));
     rec.event = Some(event.clone());
-    let subs: Vec<_> = s
-        .subs
-        .for_user(context_id, user_id)
-        .into_iter()
-        .filter(|x| x.matches_topic("ox:mail:new"))
-        .collect();
+    // One device, one push: a token subscribed under two clients gets the mail once (a user
+    // has few devices: a linear check, no allocation).
+    let mut subs: Vec<Arc<crate::store::Subscription>> = Vec::new();
+    for x in s.subs.for_user(context_id, user_id) {
+        let dup = subs
+            .iter()
+            .any(|y| y.transport == x.transport && y.token == x.token);
+        if x.matches_topic("ox:mail:new") && !dup {
+            subs.push(x);
+        }
+    }
     if subs.is_empty() {
         return ("no_subscription", success());
     }
@@ -341,6 +377,11 @@ mod tests {
         assert!(basic_auth_ok(&h, Some("ox"), Some("secret")));
         assert!(!basic_auth_ok(&h, Some("ox"), Some("secreT")));
         assert!(!basic_auth_ok(&h, None, None));
+        for scheme in ["BASIC", "bAsIc"] {
+            let v = enc("ox:secret").replacen("Basic", scheme, 1);
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            assert!(basic_auth_ok(&h, Some("ox"), Some("secret")), "{scheme}");
+        }
         h.insert(header::AUTHORIZATION, enc("oxsecret").parse().unwrap());
         assert!(!basic_auth_ok(&h, Some("ox"), Some("secret")));
     }

@@ -1,4 +1,5 @@
-//! Subscribe APIs: legacy `mobilenotifier` (OX Mail v1) and `pns` (7.8.3+), with gating.
+//! Subscribe API `pns` (7.8.3+), the gating shared with the legacy `mobilenotifier`
+//! ([`super::mobilenotifier`]), transports and topics.
 //!
 //! Gating, in order: the session's client must match `com.openexchange.push.allowedClients`;
 //! a mail-app client must be enabled for the request host by `mailapp-config.yml`; the user must
@@ -11,15 +12,30 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::client::{is_mail_app, request_params};
 use super::envelope::{data, OxError};
+use super::login::is_mail_app;
 use super::session::Session;
 use super::State as S;
-use crate::config::wildcard_match;
 use crate::store::{now_ms, SubKey, Subscription};
 
-/// Transports accepted at subscribe time (`apns` is OX's alias of `apn`).
-pub const TRANSPORTS: &[&str] = &["apn", "apns", "apns_http2", "gcm"];
+/// Transports accepted at subscribe time, with the id they are stored under: `apns` and
+/// `apns_http2` are OX's aliases of `apn`; `fcm` (which OX lacks, FCM rides on `gcm`) is
+/// accepted as an alias of `gcm`. Storing the canonical id keeps one subscription per device.
+pub const TRANSPORTS: &[(&str, &str)] = &[
+    ("apn", "apn"),
+    ("apns", "apn"),
+    ("apns_http2", "apn"),
+    ("gcm", "gcm"),
+    ("fcm", "gcm"),
+];
+
+/// The canonical transport id of `t`, if accepted.
+pub fn canonical_transport(t: &str) -> Option<&'static str> {
+    TRANSPORTS.iter().find(|(a, _)| *a == t).map(|(_, c)| *c)
+}
+
+/// The client the mail app logs in with.
+pub const MAILAPP_CLIENT: &str = "open-xchange-mailapp";
 
 /// OX's topic syntax: `*`, or `[A-Za-z0-9_-]` segments joined by single `:`, optional `:*`.
 pub fn valid_topic(t: &str) -> bool {
@@ -37,9 +53,20 @@ pub fn valid_topic(t: &str) -> bool {
 }
 
 /// Applies the three gates for a subscription by `session` for `client`.
-fn gate(s: &S, sess: &Session, client: &str, headers: &HeaderMap) -> Result<(), OxError> {
+pub(super) fn gate(
+    s: &S,
+    sess: &Session,
+    client: &str,
+    headers: &HeaderMap,
+) -> Result<(), OxError> {
     let allowed = &s.settings.allowed_clients;
-    if !allowed.is_empty() && !allowed.iter().any(|p| wildcard_match(p, client)) {
+    if !crate::wildcard::client_allowed(allowed, client) {
+        if !sess.client_given {
+            return Err(OxError::refused(
+                "MOCK-0004",
+                format!("The session was logged in without the parameter \"client\" (so it counts as \"{client}\", which may not receive push); log in with client={MAILAPP_CLIENT}."),
+            ));
+        }
         return Err(OxError::refused(
             "MOCK-0003",
             format!("Client \"{client}\" may not receive push: it matches no pattern of com.openexchange.push.allowedClients."),
@@ -77,7 +104,7 @@ fn gate(s: &S, sess: &Session, client: &str, headers: &HeaderMap) -> Result<(), 
     Ok(())
 }
 
-fn store_failed(e: crate::store::StoreError) -> Response {
+pub(super) fn store_failed(e: crate::store::StoreError) -> Response {
     tracing::error!(error = %e, "subscription store failed");
     OxError::new(
         "MOCK-0500",
@@ -85,121 +112,6 @@ fn store_failed(e: crate::store::StoreError) -> Response {
         "The subscription could not be stored.",
     )
     .into_response()
-}
-
-/// `/ajax/mobilenotifier?action=subscribe|unsubscribe|updateToken` (plain parameters).
-pub async fn mobilenotifier(
-    State(s): State<S>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let p = request_params(q, &headers, &body);
-    let action = match p.get("action") {
-        None => return OxError::missing_param("action").into_response(),
-        Some(a) if ["subscribe", "unsubscribe", "updateToken"].contains(&a.as_str()) => a.clone(),
-        Some(a) => return OxError::unknown_action(a, "mobilenotifier").into_response(),
-    };
-    let sess = match s
-        .sessions
-        .check(p.get("session").map(String::as_str), &headers)
-    {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let need = |k: &str| {
-        p.get(k)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .ok_or_else(|| OxError::missing_param(k))
-    };
-    let result = (|| {
-        let token = need("token")?;
-        let service = need("serviceId")?;
-        let transport = match service.as_str() {
-            "apn" | "apn.macos" => "apn",
-            "gcm" => "gcm",
-            _ => {
-                return Err(OxError::invalid_param(
-                    "serviceId",
-                    "expected apn, apn.macos or gcm",
-                ))
-            }
-        };
-        let provider = if action == "updateToken" {
-            None
-        } else {
-            Some(need("providerId")?)
-        };
-        if let Some(pv) = &provider {
-            if !["mail", "appointment", "tasks", "reminder", "drive"].contains(&pv.as_str()) {
-                return Err(OxError::invalid_param(
-                    "providerId",
-                    "expected mail, appointment, tasks, reminder or drive",
-                ));
-            }
-        }
-        let new_token = if action == "updateToken" {
-            Some(need("newToken")?)
-        } else {
-            None
-        };
-        Ok((token, transport.to_string(), provider, new_token))
-    })();
-    let (token, transport, provider, new_token) = match result {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let outcome = match action.as_str() {
-        "subscribe" => {
-            if let Err(e) = gate(&s, &sess, &sess.client, &headers) {
-                return e.into_response();
-            }
-            let topic = match provider.as_deref() {
-                Some("mail") => "ox:mail:new".to_string(),
-                Some(other) => format!("ox:{other}"),
-                None => unreachable!("subscribe always has a provider"),
-            };
-            let topics = vec![topic];
-            let r = s
-                .subs
-                .put(Subscription {
-                    context_id: sess.context_id,
-                    user_id: sess.user_id,
-                    client: sess.client.as_str().into(),
-                    transport: transport.into(),
-                    token,
-                    topics: topics.clone().into(),
-                    created: now_ms(),
-                })
-                .await;
-            if r.is_ok() {
-                s.listeners
-                    .subscribed(sess.context_id, sess.user_id, &sess.client, &topics)
-                    .await;
-            }
-            r
-        }
-        "unsubscribe" => s
-            .subs
-            .remove_token(sess.context_id, transport, token)
-            .await
-            .map(|_| ()),
-        _ => s
-            .subs
-            .replace_token(
-                transport,
-                token,
-                new_token.unwrap_or_default(),
-                Some(sess.context_id),
-            )
-            .await
-            .map(|_| ()),
-    };
-    match outcome {
-        Ok(()) => data(json!({})),
-        Err(e) => store_failed(e),
-    }
 }
 
 /// `PUT /ajax/pns?action=subscribe|unsubscribe` with a JSON body.
@@ -265,12 +177,13 @@ async fn pns_inner(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OxError::missing_field("token"))?;
     let transport = string("transport")?.ok_or_else(|| OxError::missing_field("transport"))?;
-    if !TRANSPORTS.contains(&transport.as_str()) {
+    let Some(transport) = canonical_transport(&transport) else {
         return Err(OxError::invalid_param(
             "transport",
-            "expected apn, apns, apns_http2 or gcm",
+            &format!("\"{transport}\" is not accepted; expected apn, apns, apns_http2, gcm or fcm"),
         ));
-    }
+    };
+    let transport = transport.to_string();
     if action == "unsubscribe" {
         let key = SubKey {
             context_id: sess.context_id,
@@ -279,7 +192,7 @@ async fn pns_inner(
             transport,
             token,
         };
-        s.subs.remove(key).await.map_err(|e| {
+        s.subs.remove(key, "unsubscribe").await.map_err(|e| {
             tracing::error!(error = %e, "subscription store failed");
             OxError::new(
                 "MOCK-0500",

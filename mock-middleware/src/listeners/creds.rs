@@ -20,11 +20,24 @@ use crate::store::registry::StoredCredential;
 use crate::store::{SqliteStore, StoreError};
 
 const CHECK_PLAIN: &str = "mock-middleware credstorage check v1";
-const AEAD_PREFIX: &str = "mm1$";
+/// Format 1: AES-GCM without associated data (still readable, rewritten on next use).
+const AEAD_PREFIX_V1: &str = "mm1$";
+/// Format 2: AES-GCM bound to its row: the associated data is `<context>:<user>`, so a value
+/// copied to another user's row does not decrypt.
+const AEAD_PREFIX: &str = "mm2$";
+
+/// The associated data binding a stored password to its (context, user) row.
+pub fn row_ad(cid: i32, uid: i32) -> Vec<u8> {
+    format!("{cid}:{uid}").into_bytes()
+}
 
 /// A credential-storage failure; the message never contains a password.
 #[derive(Debug, thiserror::Error)]
 pub enum CredError {
+    #[error(
+        "com.openexchange.push.credstorage.passcrypt is empty; an empty key would encrypt nothing"
+    )]
+    EmptyPasscrypt,
     #[error("com.openexchange.push.credstorage.passcrypt does not match the passcrypt the stored credentials were encrypted with; restore the old value (OX: never change it) or delete the credentials")]
     WrongPasscrypt,
     #[error("the stored credentials are in format {stored}, but mock.credstorage.format is {configured}")]
@@ -81,16 +94,27 @@ impl Cipher {
         Cipher::Aead(Box::new(aes_gcm::Aes256Gcm::new(&key.into())))
     }
 
+    /// AES-256-GCM under a random key that lives only in this process (no KDF needed).
+    pub fn random() -> Cipher {
+        let key: [u8; 32] = rand::random();
+        Cipher::Aead(Box::new(aes_gcm::Aes256Gcm::new(&key.into())))
+    }
+
     pub fn ox_legacy(passcrypt: &str) -> Cipher {
         Cipher::OxLegacy(ox_legacy_key(passcrypt))
     }
 
-    pub fn encrypt(&self, plain: &str) -> String {
+    /// Encrypts `plain` bound to `ad` (AEAD format only; OX's legacy format has no room for it).
+    pub fn encrypt(&self, plain: &str, ad: &[u8]) -> String {
         match self {
             Cipher::Aead(c) => {
                 let nonce: [u8; 12] = rand::random();
+                let payload = aes_gcm::aead::Payload {
+                    msg: plain.as_bytes(),
+                    aad: ad,
+                };
                 let ct = c
-                    .encrypt(&nonce.into(), plain.as_bytes())
+                    .encrypt(&nonce.into(), payload)
                     .expect("AES-GCM encryption of a short value");
                 let mut out = nonce.to_vec();
                 out.extend_from_slice(&ct);
@@ -107,12 +131,24 @@ impl Cipher {
         }
     }
 
-    pub fn decrypt(&self, stored: &str) -> Result<String, CredError> {
+    /// True when `stored` is in an older format that [`CredStore::get`] rewrites.
+    pub fn is_stale(&self, stored: &str) -> bool {
+        matches!(self, Cipher::Aead(_)) && stored.starts_with(AEAD_PREFIX_V1)
+    }
+
+    /// Decrypts a value encrypted for `ad` (format 1 values carry no associated data).
+    pub fn decrypt(&self, stored: &str, ad: &[u8]) -> Result<String, CredError> {
         let bytes = match self {
             Cipher::Aead(c) => {
-                let raw = stored
-                    .strip_prefix(AEAD_PREFIX)
-                    .ok_or(CredError::Corrupt("not in the mock's AEAD format"))?;
+                let (raw, ad) = match stored.strip_prefix(AEAD_PREFIX) {
+                    Some(raw) => (raw, ad),
+                    None => (
+                        stored
+                            .strip_prefix(AEAD_PREFIX_V1)
+                            .ok_or(CredError::Corrupt("not in the mock's AEAD format"))?,
+                        &b""[..],
+                    ),
+                };
                 let raw = B64
                     .decode(raw)
                     .map_err(|_| CredError::Corrupt("invalid Base64"))?;
@@ -121,7 +157,8 @@ impl Cipher {
                 }
                 let (nonce, ct) = raw.split_at(12);
                 let nonce: [u8; 12] = nonce.try_into().expect("split at 12");
-                c.decrypt(&nonce.into(), ct)
+                let payload = aes_gcm::aead::Payload { msg: ct, aad: ad };
+                c.decrypt(&nonce.into(), payload)
                     .map_err(|_| CredError::WrongPasscrypt)?
             }
             Cipher::OxLegacy(key) => {
@@ -136,6 +173,15 @@ impl Cipher {
         };
         String::from_utf8(bytes).map_err(|_| CredError::WrongPasscrypt)
     }
+}
+
+/// Runs a database call on the blocking pool, never on the async executor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, CredError> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Db(format!("storage task failed: {e}")))??)
 }
 
 enum Backend {
@@ -159,7 +205,10 @@ impl CredStore {
         if !s.enabled {
             return Ok(None);
         }
-        let passcrypt = s.passcrypt.as_deref().unwrap_or_default();
+        let passcrypt = s.passcrypt.as_ref().map_or("", |p| p.expose());
+        if passcrypt.trim().is_empty() {
+            return Err(CredError::EmptyPasscrypt);
+        }
         let fmt_name = match s.format {
             CredFormat::Aead => "aead",
             CredFormat::OxLegacy => "ox-legacy",
@@ -200,12 +249,12 @@ impl CredStore {
         };
         match db.meta("credstorage.check")? {
             Some(check) => {
-                if cipher.decrypt(&check).ok().as_deref() != Some(CHECK_PLAIN) {
+                if cipher.decrypt(&check, b"check").ok().as_deref() != Some(CHECK_PLAIN) {
                     return Err(CredError::WrongPasscrypt);
                 }
             }
             None => {
-                db.set_meta("credstorage.check", &cipher.encrypt(CHECK_PLAIN))?;
+                db.set_meta("credstorage.check", &cipher.encrypt(CHECK_PLAIN, b"check"))?;
                 db.set_meta("credstorage.format", fmt_name)?;
             }
         }
@@ -215,42 +264,57 @@ impl CredStore {
         }))
     }
 
-    /// Blocking (database); call off the executor.
-    pub fn put(&self, cid: i32, uid: i32, c: &Credential) -> Result<(), CredError> {
+    /// Stores the credential; database work runs on the blocking pool.
+    pub async fn put(&self, cid: i32, uid: i32, c: &Credential) -> Result<(), CredError> {
         let row = StoredCredential {
             login: c.login.clone(),
-            password_enc: self.cipher.encrypt(&c.password),
+            password_enc: self.cipher.encrypt(&c.password, &row_ad(cid, uid)),
         };
         match &self.backend {
             Backend::Memory(m) => {
                 m.lock().expect("creds lock").insert((cid, uid), row);
                 Ok(())
             }
-            Backend::Db(db) => Ok(db.put_credential(cid, uid, &row)?),
+            Backend::Db(db) => {
+                let db = db.clone();
+                blocking(move || db.put_credential(cid, uid, &row)).await
+            }
         }
     }
 
-    pub fn get(&self, cid: i32, uid: i32) -> Result<Option<Credential>, CredError> {
+    /// The credential of (context, user); a row in an older format is rewritten in the
+    /// current one. Database work runs on the blocking pool.
+    pub async fn get(&self, cid: i32, uid: i32) -> Result<Option<Credential>, CredError> {
         let row = match &self.backend {
             Backend::Memory(m) => m.lock().expect("creds lock").get(&(cid, uid)).cloned(),
-            Backend::Db(db) => db.credential(cid, uid)?,
+            Backend::Db(db) => {
+                let db = db.clone();
+                blocking(move || db.credential(cid, uid)).await?
+            }
         };
-        row.map(|r| {
-            Ok(Credential {
-                password: self.cipher.decrypt(&r.password_enc)?,
-                login: r.login,
-            })
-        })
-        .transpose()
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let c = Credential {
+            password: self.cipher.decrypt(&r.password_enc, &row_ad(cid, uid))?,
+            login: r.login.clone(),
+        };
+        if self.cipher.is_stale(&r.password_enc) {
+            self.put(cid, uid, &c).await?;
+        }
+        Ok(Some(c))
     }
 
-    pub fn delete(&self, cid: i32, uid: i32) -> Result<(), CredError> {
+    pub async fn delete(&self, cid: i32, uid: i32) -> Result<(), CredError> {
         match &self.backend {
             Backend::Memory(m) => {
                 m.lock().expect("creds lock").remove(&(cid, uid));
                 Ok(())
             }
-            Backend::Db(db) => Ok(db.delete_credential(cid, uid)?),
+            Backend::Db(db) => {
+                let db = db.clone();
+                blocking(move || db.delete_credential(cid, uid)).await
+            }
         }
     }
 
@@ -275,10 +339,10 @@ mod tests {
     fn ox_legacy_matches_known_vector_both_ways() {
         assert_eq!(hex::encode(ox_legacy_key(VECTOR_PASSCRYPT)), VECTOR_KEY_HEX);
         let c = Cipher::ox_legacy(VECTOR_PASSCRYPT);
-        assert_eq!(c.encrypt(VECTOR_PLAIN), VECTOR_B64);
-        assert_eq!(c.decrypt(VECTOR_B64).unwrap(), VECTOR_PLAIN);
+        assert_eq!(c.encrypt(VECTOR_PLAIN, b"1:3"), VECTOR_B64);
+        assert_eq!(c.decrypt(VECTOR_B64, b"1:3").unwrap(), VECTOR_PLAIN);
         assert!(matches!(
-            Cipher::ox_legacy("other").decrypt(VECTOR_B64),
+            Cipher::ox_legacy("other").decrypt(VECTOR_B64, b""),
             Err(CredError::WrongPasscrypt)
         ));
     }
@@ -286,13 +350,16 @@ mod tests {
     #[test]
     fn aead_random_nonce_and_wrong_key_detected() {
         let c = Cipher::aead("pc", &[7u8; 16]);
-        let a = c.encrypt("hunter2");
-        let b = c.encrypt("hunter2");
+        let a = c.encrypt("hunter2", b"1:3");
+        let b = c.encrypt("hunter2", b"1:3");
         assert_ne!(a, b, "random nonce");
         assert!(!a.contains("hunter2"));
-        assert_eq!(c.decrypt(&a).unwrap(), "hunter2");
+        assert_eq!(c.decrypt(&a, b"1:3").unwrap(), "hunter2");
         let wrong = Cipher::aead("pc2", &[7u8; 16]);
-        assert!(matches!(wrong.decrypt(&a), Err(CredError::WrongPasscrypt)));
+        assert!(matches!(
+            wrong.decrypt(&a, b"1:3"),
+            Err(CredError::WrongPasscrypt)
+        ));
         let dbg = format!(
             "{:?}",
             Credential {

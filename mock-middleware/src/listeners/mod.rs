@@ -9,15 +9,17 @@
 //! the credential storage.
 
 pub mod creds;
+pub mod imap;
+mod reconcile;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use crate::config::{wildcard_match, PushSettings, Settings, UsersFile};
-use crate::imap::{Imap, ImapError, METADATA_KEY};
+use crate::config::{PushSettings, Settings, UsersFile};
+use crate::listeners::imap::{Imap, ImapError};
+use crate::store::registry::StoredCredential;
 use crate::store::{SqliteStore, StoreError, Subscriptions};
-use creds::{CredError, CredStore, Credential};
+use creds::{Cipher, CredError, CredStore, Credential};
 
 /// The topic that makes a subscription a mail subscription.
 pub const MAIL_TOPIC: &str = "ox:mail:new";
@@ -32,8 +34,11 @@ pub struct Listeners {
     db: Arc<SqliteStore>,
     subs: Subscriptions,
     creds: Option<CredStore>,
-    /// Passwords of live sessions (memory only), keyed by (context, user).
-    live: Mutex<HashMap<UserKey, Credential>>,
+    /// Credentials of live sessions (memory only), keyed by (context, user); the password is
+    /// kept encrypted under a key that exists only in this process, and decrypted only for the
+    /// moment an IMAP login needs it.
+    live: Mutex<HashMap<UserKey, StoredCredential>>,
+    live_cipher: Cipher,
     /// Users whose METADATA registration is in place: (context, user).
     running: Mutex<BTreeSet<UserKey>>,
     locks: Mutex<HashMap<UserKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -72,6 +77,7 @@ impl Listeners {
             subs,
             creds,
             live: Mutex::default(),
+            live_cipher: Cipher::random(),
             running: Mutex::default(),
             locks: Mutex::default(),
         }))
@@ -104,19 +110,12 @@ impl Listeners {
             login: login.to_string(),
             password: password.to_string(),
         };
-        self.live
-            .lock()
-            .expect("live lock")
-            .insert((ids.1, ids.0), cred);
+        self.live_put(ids.1, ids.0, &cred);
         Ok(ids)
     }
 
     fn client_allowed(&self, client: &str) -> bool {
-        self.allowed_clients.is_empty()
-            || self
-                .allowed_clients
-                .iter()
-                .any(|p| wildcard_match(p, client))
+        crate::wildcard::client_allowed(&self.allowed_clients, client)
     }
 
     /// After a subscription was stored: registers the user when it has mail interest.
@@ -140,22 +139,18 @@ impl Listeners {
             tracing::error!(error = %e, "push registration could not be stored");
             return;
         }
-        let live = self
-            .live
-            .lock()
-            .expect("live lock")
-            .get(&(cid, uid))
-            .cloned();
-        if let (Some(store), Some(cred)) = (&self.creds, live) {
-            if let Err(e) = store.put(cid, uid, &cred) {
+        if let (Some(store), Some(cred)) = (&self.creds, self.live_get(cid, uid)) {
+            if let Err(e) = store.put(cid, uid, &cred).await {
                 tracing::error!(user = uid, context = cid, error = %e, "credentials could not be stored");
             }
         }
-        self.spawn_reconcile(cid, uid, "subscribe");
+        self.spawn_reconcile(cid, uid, "subscribe".into());
     }
 
     /// After subscriptions of a user went away: drops registrations without mail subscriptions.
-    pub async fn subscriptions_removed(self: &Arc<Self>, cid: i32, uid: i32) {
+    /// `why` names what removed them (`unsubscribe`, `unregistered by APNs`, ...) and ends up in
+    /// the log line of the METADATA NIL.
+    pub async fn subscriptions_removed(self: &Arc<Self>, cid: i32, uid: i32, why: String) {
         if self.push.imap.is_none() {
             return;
         }
@@ -181,7 +176,7 @@ impl Listeners {
             }
         }
         if changed {
-            self.spawn_reconcile(cid, uid, "unsubscribe");
+            self.spawn_reconcile(cid, uid, why);
         }
     }
 
@@ -195,7 +190,7 @@ impl Listeners {
         let (db, c) = (self.db.clone(), client.to_string());
         let gone = blocking(move || db.remove_registration(cid, uid, &c)).await?;
         if gone {
-            self.spawn_reconcile(cid, uid, "pushusers -r");
+            self.spawn_reconcile(cid, uid, "pushusers -r".into());
         }
         Ok(gone)
     }
@@ -215,7 +210,7 @@ impl Listeners {
         };
         tracing::info!(users = users.len(), "re-asserting push registrations");
         for (cid, uid) in users {
-            self.spawn_reconcile(cid, uid, "start-up");
+            self.spawn_reconcile(cid, uid, "start-up".into());
         }
     }
 
@@ -235,172 +230,8 @@ impl Listeners {
         blocking(move || db.registrations()).await
     }
 
-    fn spawn_reconcile(self: &Arc<Self>, cid: i32, uid: i32, why: &'static str) {
+    fn spawn_reconcile(self: &Arc<Self>, cid: i32, uid: i32, why: String) {
         let me = self.clone();
         tokio::spawn(async move { me.reconcile(cid, uid, why).await });
     }
-
-    async fn reconcile(self: Arc<Self>, cid: i32, uid: i32, why: &'static str) {
-        let lock = self
-            .locks
-            .lock()
-            .expect("locks lock")
-            .entry((cid, uid))
-            .or_default()
-            .clone();
-        let _guard = lock.lock().await;
-        let retry = Duration::from_millis(self.push.imap.as_ref().map_or(0, |i| i.retry_delay_ms));
-        for attempt in 1..=2 {
-            let db = self.db.clone();
-            let want = match blocking(move || db.registrations()).await {
-                Ok(r) => r.iter().any(|r| r.0 == cid && r.1 == uid),
-                Err(e) => {
-                    tracing::error!(error = %e, "push registrations could not be read");
-                    return;
-                }
-            };
-            match self.apply(cid, uid, want).await {
-                Ok(()) => {
-                    let mut running = self.running.lock().expect("running lock");
-                    if want {
-                        running.insert((cid, uid));
-                        tracing::info!(
-                            user = uid,
-                            context = cid,
-                            reason = why,
-                            "push registration in place (METADATA user={uid}@{cid})"
-                        );
-                    } else {
-                        running.remove(&(cid, uid));
-                        tracing::info!(
-                            user = uid,
-                            context = cid,
-                            reason = why,
-                            "push registration removed (METADATA NIL)"
-                        );
-                    }
-                    return;
-                }
-                Err(Failure::NoCredentials(reason)) => {
-                    if !want {
-                        self.running
-                            .lock()
-                            .expect("running lock")
-                            .remove(&(cid, uid));
-                    }
-                    tracing::warn!(
-                        user = uid,
-                        context = cid,
-                        reason = why,
-                        "cannot {} push registration for user={uid}, context={cid}: {reason}",
-                        if want { "assert" } else { "remove" }
-                    );
-                    return;
-                }
-                Err(Failure::Auth(e)) => {
-                    if let Some(store) = &self.creds {
-                        let _ = store.delete(cid, uid);
-                    }
-                    self.live.lock().expect("live lock").remove(&(cid, uid));
-                    tracing::warn!(user = uid, context = cid, error = %e, "push registration failed: authentication error; stored credentials dropped");
-                    return;
-                }
-                Err(Failure::Other(e)) if attempt == 1 => {
-                    tracing::info!(user = uid, context = cid, error = %e, "push registration failed, retrying in {} ms", retry.as_millis());
-                    tokio::time::sleep(retry).await;
-                }
-                Err(Failure::Other(e)) => {
-                    tracing::error!(user = uid, context = cid, error = %e, "push registration failed twice; giving up");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn credential(&self, cid: i32, uid: i32) -> Result<Credential, Failure> {
-        let imap = self.push.imap.as_ref().expect("imap configured");
-        if let (Some(mu), Some(mp)) = (&imap.master_user, &imap.master_password) {
-            let login = self
-                .live
-                .lock()
-                .expect("live lock")
-                .get(&(cid, uid))
-                .map(|c| c.login.clone())
-                .or_else(|| self.db.login_of(cid, uid).ok().flatten())
-                .or_else(|| {
-                    self.users
-                        .users
-                        .iter()
-                        .find(|u| u.context_id == cid && u.user_id == uid)
-                        .map(|u| u.login.clone())
-                })
-                .ok_or_else(|| Failure::NoCredentials("the user's login is unknown".into()))?;
-            return Ok(Credential {
-                login: format!("{login}*{mu}"),
-                password: mp.clone(),
-            });
-        }
-        if let Some(c) = self.live.lock().expect("live lock").get(&(cid, uid)) {
-            return Ok(c.clone());
-        }
-        match &self.creds {
-            None => Err(Failure::NoCredentials(
-                "no live session and com.openexchange.push.credstorage.enabled=false (no master user configured)".into(),
-            )),
-            Some(store) => match store.get(cid, uid) {
-                Ok(Some(c)) => Ok(c),
-                Ok(None) if !store.durable() => Err(Failure::NoCredentials(
-                    "no stored credentials: com.openexchange.push.credstorage.rdb=false keeps them in memory only, so they are gone after a restart; the user must log in again".into(),
-                )),
-                Ok(None) => Err(Failure::NoCredentials("no stored credentials".into())),
-                Err(e) => Err(Failure::NoCredentials(e.to_string())),
-            },
-        }
-    }
-
-    async fn apply(&self, cid: i32, uid: i32, want: bool) -> Result<(), Failure> {
-        let imap = self.push.imap.as_ref().expect("imap configured");
-        let cred = self.credential(cid, uid)?;
-        let mut c = Imap::open(imap, &cred.login, &cred.password)
-            .await
-            .map_err(|e| match e {
-                ImapError::Auth { .. } => Failure::Auth(e),
-                e => Failure::Other(e),
-            })?;
-        let value = format!("user={uid}@{cid}");
-        let t = Duration::from_millis(imap.timeout_ms);
-        let r = tokio::time::timeout(t, async {
-            if !c.capabilities().await?.iter().any(|x| x == "METADATA") {
-                return Err(ImapError::NoMetadata);
-            }
-            let current = c.get_metadata(METADATA_KEY).await?;
-            if want {
-                if current.as_deref() == Some(value.as_str()) {
-                    return Ok(());
-                }
-                if let Some(other) = &current {
-                    tracing::warn!(
-                        user = uid,
-                        context = cid,
-                        "invalid registration {other:?} overwritten"
-                    );
-                }
-                c.set_metadata(METADATA_KEY, Some(&value)).await
-            } else if current.is_some() {
-                c.set_metadata(METADATA_KEY, None).await
-            } else {
-                Ok(())
-            }
-        })
-        .await
-        .unwrap_or(Err(ImapError::Timeout(imap.timeout_ms)));
-        c.logout().await;
-        r.map_err(Failure::Other)
-    }
-}
-
-enum Failure {
-    NoCredentials(String),
-    Auth(ImapError),
-    Other(ImapError),
 }

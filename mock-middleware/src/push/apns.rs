@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::payload::{Kind, Message};
-use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider};
+use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider, SentRequest};
 
 /// Seconds after which a cached provider token is replaced.
 pub const JWT_REFRESH_S: u64 = 50 * 60;
@@ -88,22 +88,43 @@ pub fn unix_now() -> u64 {
 
 /// The APNs sender.
 pub struct Apns {
-    pub client: reqwest::Client,
+    pub client: super::client::ProviderClient,
     pub base: String,
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     pub expiration_s: u64,
     /// `None` for certificate auth (the identity is in `client`).
     pub jwt: Option<JwtSigner>,
 }
 
+/// An APNs device token as Apple issues them: hex digits, an even number of them, at most 200
+/// (100 bytes, the largest Apple ever allowed; today's tokens are 64). Anything else would be
+/// put into the request path unchecked, so it is never sent.
+pub fn valid_token(token: &str) -> bool {
+    (2..=200).contains(&token.len())
+        && token.len() % 2 == 0
+        && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 impl Apns {
     async fn once(&self, token: &str, msg: &Message) -> Attempt {
+        if !valid_token(token) {
+            return Attempt {
+                outcome: Outcome::DropToken,
+                status: None,
+                reason:
+                    "BadDeviceToken: not an even-length hex token of at most 200 digits (not sent)"
+                        .into(),
+                url: format!("{}/3/device/<invalid token>", self.base),
+                request: SentRequest::None,
+            };
+        }
         let url = format!("{}/3/device/{}", self.base, token);
         let Message::Apns {
-            body,
+            text,
             push_type,
             priority,
             collapse_id,
+            ..
         } = msg
         else {
             return Attempt {
@@ -111,7 +132,7 @@ impl Apns {
                 status: None,
                 reason: "not an APNs message".into(),
                 url,
-                request: Value::Null,
+                request: SentRequest::None,
             };
         };
         let expiration = if self.expiration_s == 0 {
@@ -119,18 +140,22 @@ impl Apns {
         } else {
             unix_now() + self.expiration_s
         };
-        let apns_id = uuid::Uuid::new_v4().to_string();
+        // A v4 UUID from the thread-local generator (Uuid::new_v4 asks the kernel every time).
+        let apns_id = uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string();
         let mut req = self
             .client
+            .get()
             .post(&url)
-            .header("apns-topic", &self.topic)
+            .header("apns-topic", &*self.topic)
             .header("apns-push-type", *push_type)
             .header("apns-priority", priority.to_string())
             .header("apns-expiration", expiration.to_string())
             .header("apns-collapse-id", collapse_id)
             .header("apns-id", &apns_id)
             .header("content-type", "application/json")
-            .body(body.to_string());
+            .body(text.clone());
         if let Some(j) = &self.jwt {
             match j.token(unix_now()) {
                 Ok(t) => req = req.header("authorization", format!("bearer {t}")),
@@ -140,13 +165,20 @@ impl Apns {
                         status: None,
                         reason: format!("JWT signing failed: {e}"),
                         url,
-                        request: body.clone(),
+                        request: SentRequest::None,
                     }
                 }
             }
         }
-        let request = json!({"headers": {"apns-topic": self.topic, "apns-push-type": push_type, "apns-priority": priority,
-            "apns-expiration": expiration, "apns-collapse-id": collapse_id, "apns-id": apns_id}, "body": body});
+        let request = SentRequest::Apns {
+            topic: self.topic.clone(),
+            push_type,
+            priority: *priority,
+            expiration,
+            collapse_id: collapse_id.clone(),
+            apns_id,
+            body: text.clone(),
+        };
         json_attempt(req.send().await, url, request, |status, v, after| {
             let reason = v
                 .get("reason")
@@ -205,6 +237,14 @@ mod tests {
             classify(503, "ServiceUnavailable", None),
             Outcome::Retry(None)
         );
+    }
+
+    #[test]
+    fn only_hex_tokens_go_into_the_path() {
+        assert!(valid_token(&"ab".repeat(32)));
+        for bad in ["", "a", "abc", "zz", "ab/../x", "ab%2F", &"ab".repeat(101)] {
+            assert!(!valid_token(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::apns::unix_now;
 use super::payload::{Kind, Message};
-use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider};
+use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider, SentRequest};
 
 /// The FCM scope requested in the assertion.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -89,7 +89,7 @@ pub fn classify(status: u16, body: &Value, after: Option<Duration>) -> (Outcome,
 
 /// The FCM v1 sender.
 pub struct Fcm {
-    client: reqwest::Client,
+    client: super::client::ProviderClient,
     send_url: String,
     token_url: String,
     sa: ServiceAccount,
@@ -100,7 +100,7 @@ pub struct Fcm {
 impl Fcm {
     /// `token_url` overrides the service account's `token_uri` when set (`mock.fcm.oauth.url`).
     pub fn new(
-        client: reqwest::Client,
+        client: super::client::ProviderClient,
         fcm_base: &str,
         token_url: Option<&str>,
         sa: ServiceAccount,
@@ -140,6 +140,7 @@ impl Fcm {
             .map_err(|e| format!("assertion signing failed: {e}"))?;
         let resp = self
             .client
+            .get()
             .post(&self.token_url)
             .form(&[
                 ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
@@ -173,7 +174,7 @@ impl Fcm {
                 status: None,
                 reason: "not a data message".into(),
                 url,
-                request: Value::Null,
+                request: SentRequest::None,
             };
         };
         let body =
@@ -186,18 +187,19 @@ impl Fcm {
                     status: None,
                     reason: e,
                     url,
-                    request: body,
+                    request: SentRequest::Json(body),
                 }
             }
         };
         let resp = self
             .client
+            .get()
             .post(&url)
             .bearer_auth(bearer)
             .json(&body)
             .send()
             .await;
-        json_attempt(resp, url, body, classify).await
+        json_attempt(resp, url, SentRequest::Json(body), classify).await
     }
 }
 

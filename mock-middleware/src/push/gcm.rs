@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::payload::{Kind, Message};
-use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider};
+use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider, SentRequest};
 
 /// Classifies a legacy answer for the token at index 0.
 pub fn classify(status: u16, body: &Value, after: Option<Duration>) -> (Outcome, String) {
@@ -40,9 +40,9 @@ pub fn classify(status: u16, body: &Value, after: Option<Duration>) -> (Outcome,
 
 /// The legacy sender.
 pub struct Gcm {
-    pub client: reqwest::Client,
+    pub client: super::client::ProviderClient,
     pub url: String,
-    pub key: String,
+    pub key: crate::config::Secret,
 }
 
 impl Provider for Gcm {
@@ -61,18 +61,19 @@ impl Provider for Gcm {
                     status: None,
                     reason: "not a data message".into(),
                     url,
-                    request: Value::Null,
+                    request: SentRequest::None,
                 };
             };
             let body = json!({"registration_ids": [token], "data": data, "priority": "high", "collapse_key": "new-mail"});
             let resp = self
                 .client
+                .get()
                 .post(&url)
-                .header("authorization", format!("key={}", self.key))
+                .header("authorization", format!("key={}", self.key.expose()))
                 .json(&body)
                 .send()
                 .await;
-            json_attempt(resp, url, body, classify).await
+            json_attempt(resp, url, SentRequest::Json(body), classify).await
         })
     }
 }

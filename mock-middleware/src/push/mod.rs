@@ -7,6 +7,7 @@
 //! delete the subscription, canonical ids replace it.
 
 pub mod apns;
+pub mod client;
 pub mod fcm;
 pub mod gcm;
 pub mod payload;
@@ -19,11 +20,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::config::{wildcard_match, Settings};
+use crate::config::Settings;
 use crate::event::MailEvent;
 use crate::metrics::Metrics;
 use crate::recording::{PushRecord, Recorder};
 use crate::store::{now_ms, SubKey, Subscription, Subscriptions};
+use crate::wildcard::client_allowed;
 use payload::{BuildError, Kind, Message};
 
 /// One accepted notification and the subscriptions it goes to.
@@ -53,7 +55,60 @@ pub struct Attempt {
     pub status: Option<u16>,
     pub reason: String,
     pub url: String,
-    pub request: Value,
+    pub request: SentRequest,
+}
+
+/// What was sent, kept cheap on the hot path (no JSON tree copied per push) and rendered as
+/// JSON only when `/mock/pushes` is read.
+#[derive(Debug, Clone, Default)]
+pub enum SentRequest {
+    #[default]
+    None,
+    /// A JSON document built for sending anyway (FCM, GCM).
+    Json(Value),
+    /// An APNs request: its `apns-*` headers and the exact body bytes.
+    Apns {
+        topic: Arc<str>,
+        push_type: &'static str,
+        priority: u8,
+        expiration: u64,
+        collapse_id: String,
+        apns_id: String,
+        body: bytes::Bytes,
+    },
+}
+
+impl SentRequest {
+    pub fn is_none(&self) -> bool {
+        matches!(self, SentRequest::None)
+    }
+
+    /// The JSON shape of `/mock/pushes`' `request`.
+    pub fn to_json(&self) -> Value {
+        match self {
+            SentRequest::None => Value::Null,
+            SentRequest::Json(v) => v.clone(),
+            SentRequest::Apns {
+                topic,
+                push_type,
+                priority,
+                expiration,
+                collapse_id,
+                apns_id,
+                body,
+            } => json!({
+                "headers": {"apns-topic": &**topic, "apns-push-type": push_type, "apns-priority": priority,
+                            "apns-expiration": expiration, "apns-collapse-id": collapse_id, "apns-id": apns_id},
+                "body": serde_json::from_slice::<Value>(body).unwrap_or(Value::Null),
+            }),
+        }
+    }
+}
+
+impl serde::Serialize for SentRequest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -98,7 +153,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 pub(crate) async fn json_attempt(
     resp: reqwest::Result<reqwest::Response>,
     url: String,
-    request: Value,
+    request: SentRequest,
     classify: impl FnOnce(u16, &Value, Option<Duration>) -> (Outcome, String),
 ) -> Attempt {
     match resp {
@@ -231,7 +286,7 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
         status: None,
         reason: String::new(),
         url: String::new(),
-        request: Value::Null,
+        request: SentRequest::None,
         attempts: 0,
         history: Vec::new(),
         latency_ms: 0.0,
@@ -246,7 +301,7 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
         tracing::debug!(provider, outcome, token = %mask(&rec.token), status = ?rec.status, reason = %rec.reason, "push finished");
         ctx.recorder.record_push(rec);
     };
-    if !ctx.allowed.is_empty() && !ctx.allowed.iter().any(|p| wildcard_match(p, &sub.client)) {
+    if !client_allowed(&ctx.allowed, &sub.client) {
         return finish(rec, transport_label, "client_not_allowed");
     }
     let provider = if transport_label == "gcm" {
@@ -270,8 +325,10 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
     let last = loop {
         attempts += 1;
         let a = provider.send(&sub.token, &msg).await;
-        rec.history
-            .push(json!({"status": a.status, "reason": a.reason}));
+        rec.history.push(crate::recording::AttemptRecord {
+            status: a.status,
+            reason: a.reason.clone(),
+        });
         let Outcome::Retry(after) = a.outcome else {
             break a;
         };
@@ -287,7 +344,23 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
     }
     match &last.outcome {
         Outcome::DropToken => {
-            if let Err(e) = ctx.subs.remove(SubKey::from(sub)).await {
+            let who = match provider.name() {
+                "apns" => "APNs",
+                "fcm" => "FCM",
+                _ => "GCM",
+            };
+            tracing::info!(
+                provider = provider.name(),
+                user = sub.user_id,
+                context = sub.context_id,
+                token = %mask(&sub.token),
+                status = ?last.status,
+                reason = %last.reason,
+                "dead token removed: {who} answered {}",
+                last.reason
+            );
+            let why = format!("unregistered by {who} ({})", last.reason);
+            if let Err(e) = ctx.subs.remove(SubKey::from(sub), &why).await {
                 tracing::error!(error = %e, "could not remove a dead subscription");
             }
         }

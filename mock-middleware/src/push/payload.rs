@@ -25,6 +25,8 @@ pub enum Kind {
 pub enum Message {
     Apns {
         body: Value,
+        /// `body` serialised once: what is sent, and what its size is.
+        text: bytes::Bytes,
         push_type: &'static str,
         priority: u8,
         collapse_id: String,
@@ -37,7 +39,7 @@ pub enum Message {
 impl Message {
     pub fn size(&self) -> usize {
         match self {
-            Message::Apns { body, .. } => body.to_string().len(),
+            Message::Apns { text, .. } => text.len(),
             Message::Data { data } => Value::Object(data.clone()).to_string().len(),
         }
     }
@@ -67,10 +69,21 @@ fn apns_alert(
     if e.unread >= 0 {
         aps["badge"] = json!(e.unread);
     }
+    apns_message(json!({"aps": aps, "cid": cid}), "alert", 10, collapse_id)
+}
+
+fn apns_message(
+    body: Value,
+    push_type: &'static str,
+    priority: u8,
+    collapse_id: String,
+) -> Message {
+    let text = serde_json::to_vec(&body).unwrap_or_default().into();
     Message::Apns {
-        body: json!({"aps": aps, "cid": cid}),
-        push_type: "alert",
-        priority: 10,
+        body,
+        text,
+        push_type,
+        priority,
         collapse_id,
     }
 }
@@ -97,12 +110,12 @@ fn render(
         (Kind::Apns, false) if e.subject.as_deref().is_some_and(|s| !s.is_empty()) => {
             apns_alert(e, subject, sender, "default", cid, collapse_id)
         }
-        (Kind::Apns, false) => Message::Apns {
-            body: json!({"aps": {"content-available": 1}, "cid": cid}),
-            push_type: "background",
-            priority: 5,
+        (Kind::Apns, false) => apns_message(
+            json!({"aps": {"content-available": 1}, "cid": cid}),
+            "background",
+            5,
             collapse_id,
-        },
+        ),
         (Kind::Data, true) => {
             let mut d = Map::new();
             d.insert("cid".into(), json!(cid));

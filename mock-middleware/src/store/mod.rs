@@ -50,6 +50,8 @@ pub enum StoreError {
     Db(String),
     #[error("The subscription database schema version {found} is newer than this program knows ({known}).")]
     TooNew { found: i64, known: i64 },
+    #[error("The new token is registered by another user; only a subscribe from that device can move it.")]
+    TokenTaken,
 }
 
 /// Durable storage of subscriptions. Methods are blocking; callers run them off the executor.
@@ -59,21 +61,23 @@ pub trait Store: Send + Sync + 'static {
     fn put(&self, sub: &Subscription) -> Result<Option<Subscription>, StoreError>;
     /// Removes by (context, user, client, transport, token); returns whether a row went away.
     fn remove(&self, sub_key: &SubKey) -> Result<bool, StoreError>;
-    /// Removes every subscription with this transport and token in a context regardless of user
-    /// (the legacy `mobilenotifier` unsubscribe semantics); returns what was removed.
+    /// Removes the subscriptions of `owner` (context, user) with this transport and token, for
+    /// any client (legacy `mobilenotifier` unsubscribe); returns what was removed.
     fn remove_token(
         &self,
-        context_id: i32,
+        owner: (i32, i32),
         transport: &str,
         token: &str,
     ) -> Result<Vec<Subscription>, StoreError>;
-    /// Replaces a token (canonical id, `updateToken`); returns the updated subscriptions.
+    /// Replaces a token: with `owner`, only that user's subscriptions (`updateToken`), and
+    /// [`StoreError::TokenTaken`] when another user holds `new`; without, everywhere (a
+    /// provider's canonical id). Returns the updated subscriptions.
     fn replace_token(
         &self,
         transport: &str,
         old: &str,
         new: &str,
-        context_id: Option<i32>,
+        owner: Option<(i32, i32)>,
     ) -> Result<Vec<Subscription>, StoreError>;
     /// Every stored subscription (read once at startup to build the index).
     /// Hands every stored subscription to `f` (read once at startup to build the index),
@@ -137,8 +141,9 @@ impl Interner {
     }
 }
 
-/// Called with (context, user) after subscriptions of that user went away.
-pub type RemovalHook = Arc<dyn Fn(i32, i32) + Send + Sync>;
+/// Called with (context, user, why) after subscriptions of that user went away; `why` is what
+/// the log says (`unsubscribe`, `unregistered by APNs`, ...).
+pub type RemovalHook = Arc<dyn Fn(i32, i32, String) + Send + Sync>;
 
 /// The durable store plus its in-memory index.
 #[derive(Clone)]
@@ -176,9 +181,9 @@ impl Subscriptions {
         let _ = self.on_removed.set(hook);
     }
 
-    fn removed(&self, context_id: i32, user_id: i32) {
+    fn removed(&self, context_id: i32, user_id: i32, why: &str) {
         if let Some(h) = self.on_removed.get() {
-            h(context_id, user_id);
+            h(context_id, user_id, why.to_string());
         }
     }
 
@@ -247,31 +252,31 @@ impl Subscriptions {
             moved
         };
         if let Some((c, u)) = moved {
-            self.removed(c, u);
+            self.removed(c, u, "token moved to another user");
         }
         Ok(())
     }
 
-    /// Removes one subscription; returns whether it existed.
-    pub async fn remove(&self, key: SubKey) -> Result<bool, StoreError> {
+    /// Removes one subscription; returns whether it existed. `why` goes to the removal hook.
+    pub async fn remove(&self, key: SubKey, why: &str) -> Result<bool, StoreError> {
         let k2 = key.clone();
         let gone = self.blocking(move |st| st.remove(&k2)).await?;
         remove_from(&mut self.index.write().expect("index lock"), &key);
         if gone {
-            self.removed(key.context_id, key.user_id);
+            self.removed(key.context_id, key.user_id, why);
         }
         Ok(gone)
     }
 
-    /// Removes a token in a context for every user (legacy unsubscribe).
+    /// Removes the caller's own subscriptions of a token (legacy unsubscribe).
     pub async fn remove_token(
         &self,
-        context_id: i32,
+        owner: (i32, i32),
         transport: String,
         token: String,
     ) -> Result<usize, StoreError> {
         let removed = self
-            .blocking(move |st| st.remove_token(context_id, &transport, &token))
+            .blocking(move |st| st.remove_token(owner, &transport, &token))
             .await?;
         {
             let mut idx = self.index.write().expect("index lock");
@@ -282,22 +287,23 @@ impl Subscriptions {
         let users: HashSet<(i32, i32)> =
             removed.iter().map(|s| (s.context_id, s.user_id)).collect();
         for (c, u) in users {
-            self.removed(c, u);
+            self.removed(c, u, "unsubscribe");
         }
         Ok(removed.len())
     }
 
-    /// Replaces a token everywhere it is stored for `transport` (optionally within one context).
+    /// Replaces a token for `transport`: only `owner`'s subscriptions when given (see
+    /// [`Store::replace_token`]), else everywhere.
     pub async fn replace_token(
         &self,
         transport: String,
         old: String,
         new: String,
-        context_id: Option<i32>,
+        owner: Option<(i32, i32)>,
     ) -> Result<usize, StoreError> {
         let (t2, o2, n2) = (transport.clone(), old.clone(), new.clone());
         let updated = self
-            .blocking(move |st| st.replace_token(&t2, &o2, &n2, context_id))
+            .blocking(move |st| st.replace_token(&t2, &o2, &n2, owner))
             .await?;
         let mut idx = self.index.write().expect("index lock");
         for s in &updated {

@@ -49,12 +49,24 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Db(format!("{}: {e}", parent.display())))?;
         }
+        // A new database is created owner-only (0600); SQLite gives its -wal and -shm files the
+        // same mode.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
+        }
         let conn = Connection::open(path).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
         migrate(&conn)?;
+        normalize_transports(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -115,6 +127,24 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             i + 1
         ))
         .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Rewrites transport aliases to their canonical id (`apns`, `apns_http2` → `apn`; `fcm` →
+/// `gcm`); a row that then duplicates another (same client, transport and token) is merged
+/// into it, so one device gets one push. Runs at every start-up.
+fn normalize_transports(conn: &Connection) -> Result<(), StoreError> {
+    let n = conn
+        .execute(
+            "UPDATE OR REPLACE subscriptions SET transport = CASE
+                 WHEN transport IN ('apns', 'apns_http2') THEN 'apn' ELSE 'gcm' END
+             WHERE transport IN ('apns', 'apns_http2', 'fcm')",
+            [],
+        )
+        .map_err(db)?;
+    if n > 0 {
+        tracing::info!(rows = n, "transport aliases normalised (duplicates merged)");
     }
     Ok(())
 }
@@ -198,20 +228,18 @@ impl Store for SqliteStore {
 
     fn remove_token(
         &self,
-        context_id: i32,
+        owner: (i32, i32),
         transport: &str,
         token: &str,
     ) -> Result<Vec<Subscription>, StoreError> {
+        let (cid, uid) = owner;
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(db)?;
-        let gone = select_subs(
-            &tx,
-            "WHERE context_id=?1 AND transport=?2 AND token=?3",
-            params![context_id, transport, token],
-        )?;
+        let filter = "WHERE context_id=?1 AND user_id=?2 AND transport=?3 AND token=?4";
+        let gone = select_subs(&tx, filter, params![cid, uid, transport, token])?;
         tx.execute(
-            "DELETE FROM subscriptions WHERE context_id=?1 AND transport=?2 AND token=?3",
-            params![context_id, transport, token],
+            &format!("DELETE FROM subscriptions {filter}"),
+            params![cid, uid, transport, token],
         )
         .map_err(db)?;
         tx.commit().map_err(db)?;
@@ -223,15 +251,26 @@ impl Store for SqliteStore {
         transport: &str,
         old: &str,
         new: &str,
-        context_id: Option<i32>,
+        owner: Option<(i32, i32)>,
     ) -> Result<Vec<Subscription>, StoreError> {
+        let (cid, uid) = owner.unzip();
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(db)?;
         let mut found = select_subs(
             &tx,
-            "WHERE transport=?1 AND token=?2 AND (?3 IS NULL OR context_id=?3)",
-            params![transport, old, context_id],
+            "WHERE transport=?1 AND token=?2 AND (?3 IS NULL OR (context_id=?3 AND user_id=?4))",
+            params![transport, old, cid, uid],
         )?;
+        if let Some((cid, uid)) = owner {
+            let taken = select_subs(
+                &tx,
+                "WHERE transport=?1 AND token=?2 AND NOT (context_id=?3 AND user_id=?4)",
+                params![transport, new, cid, uid],
+            )?;
+            if !taken.is_empty() {
+                return Err(StoreError::TokenTaken);
+            }
+        }
         for s in &mut found {
             tx.execute(
                 "DELETE FROM subscriptions WHERE client=?1 AND transport=?2 AND token=?3",
@@ -286,7 +325,38 @@ mod tests {
     }
 
     #[test]
-    fn legacy_unsubscribe_removes_token_for_all_users_in_context() {
+    fn alias_duplicates_are_merged_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.sqlite");
+        let st = SqliteStore::open(&path).unwrap();
+        let mk = |transport: &str, created| Subscription {
+            context_id: 1,
+            user_id: 3,
+            client: "open-xchange-mailapp".into(),
+            transport: transport.into(),
+            token: "aa".into(),
+            topics: vec!["ox:mail:new".to_string()].into(),
+            created,
+        };
+        // Rows as an older version stored them: one device under three transport ids.
+        st.put_many(&[
+            mk("apn", 1),
+            mk("apns", 2),
+            mk("apns_http2", 3),
+            mk("fcm", 4),
+        ])
+        .unwrap();
+        drop(st);
+        let st = SqliteStore::open(&path).unwrap();
+        let mut rows = Vec::new();
+        st.load_all(&mut |s| rows.push(s.transport.to_string()))
+            .unwrap();
+        rows.sort();
+        assert_eq!(rows, ["apn", "gcm"]);
+    }
+
+    #[test]
+    fn legacy_unsubscribe_removes_only_the_callers_token() {
         let dir = tempfile::tempdir().unwrap();
         let st = SqliteStore::open(&dir.path().join("x.sqlite")).unwrap();
         let mk = |cid, uid, client: &str| Subscription {
@@ -301,9 +371,9 @@ mod tests {
         st.put(&mk(1, 1, "x")).unwrap();
         st.put(&mk(1, 2, "y")).unwrap();
         st.put(&mk(2, 2, "z")).unwrap();
-        assert_eq!(st.remove_token(1, "apn", "aa").unwrap().len(), 2);
+        assert_eq!(st.remove_token((1, 1), "apn", "aa").unwrap().len(), 1);
         let mut n = 0;
         st.load_all(&mut |_| n += 1).unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(n, 2, "only the caller's own subscription went");
     }
 }

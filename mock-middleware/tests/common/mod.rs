@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use mock_middleware::config::Settings;
 use mock_middleware::fake::{self, FakeConfig, RunningFakes};
 use mock_middleware::server::{self, Running};
-use mock_middleware::{demo, tls};
+use mock_middleware::tools::demo;
+use mock_middleware::{testpki, tls};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -58,6 +59,9 @@ pub struct Harness {
     pub fakes: RunningFakes,
     pub server: Option<Running>,
     pub http: reqwest::Client,
+    /// Sends the admin bearer token (`admin.token` in the config dir) with every request.
+    pub admin_http: reqwest::Client,
+    pub admin_token: String,
     pub opts: Opts,
 }
 
@@ -70,7 +74,7 @@ impl Harness {
     pub async fn start(opts: Opts) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        let pki = tls::TestPki::generate().expect("pki");
+        let pki = testpki::TestPki::generate().expect("pki");
         std::fs::write(d.join("ca.pem"), &pki.ca_pem).unwrap();
         let p8 = demo::apns_p8().unwrap();
         std::fs::write(d.join("key.p8"), &p8).unwrap();
@@ -110,7 +114,7 @@ impl Harness {
                 let (cert, key) = pki.client_cert("apns-client").unwrap();
                 std::fs::write(
                     d.join("apns.p12"),
-                    tls::write_pkcs12(&cert, &key, "p12pass").unwrap(),
+                    testpki::write_pkcs12(&cert, &key, "p12pass").unwrap(),
                 )
                 .unwrap();
                 props += &format!(
@@ -132,11 +136,24 @@ impl Harness {
         if let Some(m) = &opts.mailapp_yml {
             std::fs::write(d.join("mailapp-config.yml"), m).unwrap();
         }
+        let admin_token = hex::encode(rand::random::<[u8; 16]>());
+        std::fs::write(d.join("admin.token"), format!("{admin_token}\n")).unwrap();
+        let mut bearer = reqwest::header::HeaderMap::new();
+        bearer.insert(
+            "authorization",
+            format!("Bearer {admin_token}").parse().unwrap(),
+        );
+        let admin_http = reqwest::Client::builder()
+            .default_headers(bearer)
+            .build()
+            .unwrap();
         let mut h = Harness {
             dir,
             fakes,
             server: None,
             http: reqwest::Client::new(),
+            admin_http,
+            admin_token,
             opts,
         };
         h.start_server().await;
@@ -194,10 +211,16 @@ impl Harness {
 
     /// Logs in and returns session id plus the cookie header carrying the secret.
     pub async fn session(&self, name: &str, password: &str, client: &str) -> Login {
+        self.session_form(&[("name", name), ("password", password), ("client", client)])
+            .await
+    }
+
+    /// Logs in with exactly these form fields; the session and its cookies.
+    pub async fn session_form(&self, form: &[(&str, &str)]) -> Login {
         let r = self
             .http
             .post(self.url("/appsuite/api/login?action=login"))
-            .form(&[("name", name), ("password", password), ("client", client)])
+            .form(form)
             .send()
             .await
             .unwrap();
@@ -216,6 +239,30 @@ impl Harness {
                 .to_string(),
             cookie,
         }
+    }
+
+    /// POSTs a form to a public path; the JSON answer.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        json_of(self.http.post(self.url(path)).form(form)).await
+    }
+
+    /// `GET /ajax/mobilenotifier?session=…&<query>` with the session's cookie.
+    pub async fn mobilenotifier(&self, l: &Login, query: &str) -> Value {
+        let url = self.url(&format!(
+            "/ajax/mobilenotifier?session={}&{query}",
+            l.session
+        ));
+        json_of(self.http.get(url).header("cookie", &l.cookie)).await
+    }
+
+    /// `POST /mock/faults` with `spec` (admin token sent).
+    pub async fn fault(&self, spec: Value) -> reqwest::Response {
+        self.admin_http
+            .post(self.admin("/mock/faults"))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn pns(&self, l: &Login, action: &str, body: Value) -> Value {
@@ -242,7 +289,7 @@ impl Harness {
         assert_eq!(v, json!({"data": {"success": true}}), "subscribe failed");
     }
 
-    /// The admin `/metrics` text.
+    /// The admin `/metrics` text (open: no token sent).
     pub async fn metrics(&self) -> String {
         self.http
             .get(self.admin("/metrics"))
@@ -254,8 +301,9 @@ impl Harness {
             .unwrap()
     }
 
+    /// GET a JSON document; admin URLs get the bearer token.
     pub async fn get_json(&self, url: String) -> Value {
-        self.http
+        self.admin_http
             .get(url)
             .send()
             .await
@@ -304,6 +352,11 @@ impl Harness {
             .cloned()
             .unwrap()
     }
+}
+
+/// Sends the request; its JSON answer.
+pub async fn json_of(r: reqwest::RequestBuilder) -> Value {
+    r.send().await.unwrap().json().await.unwrap()
 }
 
 pub async fn bind() -> TcpListener {

@@ -22,7 +22,7 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub user: String,
     #[arg(long, env = "DEVICE_PASSWORD", hide_env_values = true)]
-    pub password: String,
+    pub password: crate::config::Secret,
     /// `apn` (iPhone) or `gcm` (Android).
     #[arg(long, default_value = "apn")]
     pub transport: String,
@@ -117,7 +117,7 @@ pub async fn run(a: DeviceArgs) -> anyhow::Result<()> {
         .post(format!("{api}/login?action=login"))
         .form(&[
             ("name", a.user.as_str()),
-            ("password", &a.password),
+            ("password", a.password.expose()),
             ("client", "open-xchange-mailapp"),
         ])
         .send()

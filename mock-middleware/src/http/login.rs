@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::envelope::{data, OxError};
 use super::State as S;
-use crate::config::wildcard_match;
 use crate::listeners::LoginError;
+use crate::wildcard::wildcard_match;
 
 /// Clients that count as the mail app for the `mailapp-config.yml` gate.
 pub fn is_mail_app(client: &str) -> bool {
@@ -71,15 +71,26 @@ pub fn request_params(
 /// `/ajax/login?action=login|logout`.
 pub async fn login(
     State(s): State<S>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     method: Method,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if q.contains_key("password") {
+        return OxError::invalid_param(
+            "password",
+            "it must be sent in the POST body, never in the URL (URLs end up in logs)",
+        )
+        .into_response();
+    }
     let p = params(q, &headers, &body);
     match p.get("action").map(String::as_str) {
         None => OxError::missing_param("action").into_response(),
-        Some("login") if method == Method::POST => do_login(&s, &p, &headers).await,
+        Some("login") if method == Method::POST => {
+            let ip = peer.map(|p| p.0 .0.ip().to_string()).unwrap_or_default();
+            do_login(&s, &p, &headers, &ip).await
+        }
         Some("login") => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "POST")],
@@ -100,17 +111,36 @@ pub async fn login(
     }
 }
 
-async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Response {
+async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap, ip: &str) -> Response {
     let Some(name) = p.get("name") else {
         return OxError::missing_param("name").into_response();
     };
     let Some(password) = p.get("password") else {
         return OxError::missing_param("password").into_response();
     };
-    let client = p
-        .get("client")
-        .cloned()
-        .unwrap_or_else(|| "open-xchange-appsuite".into());
+    // Throttled per address and per login before any password check (an IMAP-backed check
+    // costs a Dovecot connection, and Dovecot penalises our address for everyone).
+    let user_key = format!("user:{}", name.to_lowercase());
+    let keys = [format!("ip:{ip}"), user_key.clone()];
+    if let Err(wait) = s.throttle.check(&keys) {
+        let secs = wait.as_secs().max(1);
+        let mut r = OxError::new(
+            "MOCK-0429",
+            super::envelope::Category::TryAgain,
+            format!(
+                "Too many failed logins for this user or from this address; try again in {secs} s."
+            ),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let given = p.get("client").filter(|c| !c.is_empty()).cloned();
+    let client = given
+        .clone()
+        .unwrap_or_else(|| super::session::DEFAULT_CLIENT.into());
     if is_mail_app(&client) {
         let d = s.settings.mailapp.decide(&host(headers));
         if !d.enabled {
@@ -123,6 +153,7 @@ async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Re
         }
     }
     let bad_credentials = || {
+        s.throttle.failure(&keys);
         OxError::new(
             "LGI-0006",
             super::envelope::Category::UserInput,
@@ -145,20 +176,28 @@ async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Re
             }
         }
     } else {
-        let user = s.settings.users.find(name).filter(|u| {
-            use subtle::ConstantTimeEq;
-            !u.password.is_empty() && bool::from(u.password.as_bytes().ct_eq(password.as_bytes()))
-        });
+        // Both sides hashed, and a dummy compared when the login is unknown: the time taken
+        // tells neither the password's length nor whether the user exists.
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let user = s.settings.users.find(name);
+        let dummy = crate::config::Secret::default();
+        let stored = user.map_or(&dummy, |u| &u.password);
+        let same =
+            Sha256::digest(stored.expose().as_bytes()).ct_eq(&Sha256::digest(password.as_bytes()));
         match user {
-            Some(u) => (u.user_id, u.context_id),
-            None => return bad_credentials(),
+            Some(u) if bool::from(same) && !u.password.is_empty() => (u.user_id, u.context_id),
+            _ => return bad_credentials(),
         }
     };
+    s.throttle.success(&user_key);
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let sess = s.sessions.create(name, user_id, context_id, &client, ua);
+    let sess = s
+        .sessions
+        .create(name, user_id, context_id, given.as_deref(), ua);
     let body = json!({
         "session": sess.id,
         "user": name,
@@ -167,20 +206,32 @@ async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap) -> Re
         "locale": "en_US",
     });
     let mut r = (StatusCode::OK, Json(body)).into_response();
+    // `Secure` when the client reached us over TLS (a TLS-terminating proxy says so in
+    // X-Forwarded-Proto); `SameSite` always.
+    let tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let attrs = if tls {
+        "; Path=/; SameSite=Lax; Secure"
+    } else {
+        "; Path=/; SameSite=Lax"
+    };
     let cookies = [
         format!(
-            "open-xchange-secret-{}={}; Path=/; HttpOnly",
-            sess.hash, sess.secret
+            "open-xchange-secret-{}={}{attrs}; HttpOnly",
+            sess.hash,
+            sess.secret.expose()
         ),
         format!(
-            "open-xchange-session-{}={}; Path=/; HttpOnly",
+            "open-xchange-session-{}={}{attrs}; HttpOnly",
             sess.hash, sess.id
         ),
         format!(
-            "open-xchange-public-session-{}={}; Path=/",
+            "open-xchange-public-session-{}={}{attrs}",
             sess.hash, sess.hash
         ),
-        format!("JSESSIONID={}.mock; Path=/; HttpOnly", sess.hash),
+        format!("JSESSIONID={}.mock{attrs}; HttpOnly", sess.hash),
     ];
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(&c) {

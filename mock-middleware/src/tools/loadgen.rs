@@ -31,6 +31,32 @@ pub enum LoadCmd {
         #[arg(long)]
         users: u32,
     },
+    /// The bare client loop of the benchmark: `pushes` APNs pushes straight into a (fake) APNs
+    /// with the middleware's own sender (HTTP/2, JWT), `concurrency` in flight; prints pushes/s
+    /// and this process's CPU time per push. The yardstick the middleware is measured against.
+    Bare {
+        /// APNs base URL, e.g. https://127.0.0.1:8443.
+        #[arg(long)]
+        url: String,
+        /// PEM file with the CA to trust.
+        #[arg(long)]
+        ca_file: PathBuf,
+        /// The `.p8` key, key id and team id.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        team_id: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 50_000)]
+        pushes: u64,
+        #[arg(long, default_value_t = 1000)]
+        tokens: u32,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+    },
     /// PUT notifications for random users in 1..=users.
     Run {
         #[arg(long)]
@@ -38,7 +64,7 @@ pub enum LoadCmd {
         #[arg(long, default_value = "dovecot")]
         login: String,
         #[arg(long)]
-        password: String,
+        password: crate::config::Secret,
         #[arg(long, default_value_t = 1000)]
         users: u32,
         #[arg(long, default_value_t = 64)]
@@ -56,11 +82,20 @@ pub enum LoadCmd {
     },
 }
 
+/// User plus system CPU time of this process, in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct passed by pointer.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 /// Runs a `load` subcommand.
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     match args.cmd {
         LoadCmd::Seed { db, users } => {
-            let store = SqliteStore::open(&db)?;
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db)).await??;
             let subs: Vec<Subscription> = (1..=users as i32)
                 .map(|u| Subscription {
                     context_id: 1,
@@ -72,8 +107,78 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                     created: now_ms(),
                 })
                 .collect();
-            store.put_many(&subs)?;
+            tokio::task::spawn_blocking(move || store.put_many(&subs)).await??;
             println!("{}", json!({"seeded": users}));
+        }
+        LoadCmd::Bare {
+            url,
+            ca_file,
+            key,
+            key_id,
+            team_id,
+            topic,
+            pushes,
+            tokens,
+            concurrency,
+        } => {
+            let p8 = std::fs::read(&key)?;
+            let client = crate::tls::http_client(Some(&ca_file), None, Duration::from_secs(10))?;
+            let apns = Arc::new(crate::push::apns::Apns {
+                client: client.into(),
+                base: url.trim_end_matches('/').to_string(),
+                topic: topic.into(),
+                expiration_s: 86_400,
+                jwt: Some(crate::push::apns::JwtSigner::new(&p8, &key_id, &team_id)?),
+            });
+            let event = crate::event::MailEvent::new(
+                1,
+                1,
+                "INBOX".into(),
+                1,
+                Some("Bench <bench@example.org>".into()),
+                Some("load test".into()),
+                3,
+            );
+            let msg = Arc::new(
+                crate::push::payload::build(
+                    "open-xchange-mailapp",
+                    crate::push::payload::Kind::Apns,
+                    &event,
+                )
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            );
+            let (next, ok) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+            let cpu0 = cpu_seconds();
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency {
+                let (apns, msg, next, ok) = (apns.clone(), msg.clone(), next.clone(), ok.clone());
+                tasks.push(tokio::spawn(async move {
+                    use crate::push::Provider;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= pushes {
+                            break;
+                        }
+                        let token = format!("{:064x}", i % tokens as u64 + 1);
+                        let a = apns.send(&token, &msg).await;
+                        if a.outcome == crate::push::Outcome::Delivered {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await?;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let cpu = cpu_seconds() - cpu0;
+            let delivered = ok.load(Ordering::Relaxed);
+            println!(
+                "{}",
+                json!({"pushes": delivered, "seconds": secs, "pushes_per_s": delivered as f64 / secs,
+                       "cpu_us_per_push": cpu * 1e6 / delivered.max(1) as f64})
+            );
         }
         LoadCmd::Run {
             url,
@@ -88,7 +193,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         } => {
             let auth = format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"))
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{login}:{}", password.expose()))
             );
             let client = reqwest::Client::builder()
                 .http1_only()

@@ -31,9 +31,18 @@ async fn admin_json(url: &str, r: reqwest::Response) -> anyhow::Result<Value> {
     Ok(v)
 }
 
-fn client() -> reqwest::Client {
+/// A client for the admin listener, sending the bearer token from `mock.admin.token_file`
+/// when it can be read (without it the server answers 401, reported with its reason).
+fn client(s: &Settings) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(t) = std::fs::read_to_string(&s.admin_token_file) {
+        if let Ok(v) = format!("Bearer {}", t.trim()).parse() {
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+    }
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
+        .default_headers(headers)
         .build()
         .expect("plain HTTP client")
 }
@@ -42,7 +51,7 @@ fn client() -> reqwest::Client {
 pub async fn listpushusers(dir: &Path) -> anyhow::Result<Vec<String>> {
     let s = Settings::load(dir)?;
     let url = format!("{}/mock/pushusers", admin_base(&s));
-    let v: Value = match client().get(&url).send().await {
+    let v: Value = match client(&s).get(&url).send().await {
         Ok(r) => admin_json(&url, r).await?,
         Err(e) => {
             return Err(anyhow!(
@@ -103,7 +112,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> Vec<String> {
 pub async fn pushusers_list(dir: &Path) -> anyhow::Result<Vec<String>> {
     let s = Settings::load(dir)?;
     let url = format!("{}/mock/registrations", admin_base(&s));
-    let regs: Vec<(i64, i64, String)> = match client().get(&url).send().await {
+    let regs: Vec<(i64, i64, String)> = match client(&s).get(&url).send().await {
         Ok(r) => admin_json(&url, r)
             .await?
             .as_array()
@@ -117,11 +126,14 @@ pub async fn pushusers_list(dir: &Path) -> anyhow::Result<Vec<String>> {
                 )
             })
             .collect(),
-        Err(e) => from_db(&s, &url, &e.to_string())?
-            .registrations()?
-            .into_iter()
-            .map(|(c, u, cl)| (c as i64, u as i64, cl))
-            .collect(),
+        Err(e) => {
+            let (s2, url2, why) = (s.clone(), url.clone(), e.to_string());
+            off_executor(move || Ok(from_db(&s2, &url2, &why)?.registrations()?))
+                .await?
+                .into_iter()
+                .map(|(c, u, cl)| (c as i64, u as i64, cl))
+                .collect()
+        }
     };
     if regs.is_empty() {
         return Ok(vec!["No registered push users.".into()]);
@@ -131,6 +143,13 @@ pub async fn pushusers_list(dir: &Path) -> anyhow::Result<Vec<String>> {
         .map(|(c, u, cl)| vec![c.to_string(), u.to_string(), cl])
         .collect();
     Ok(table(&["Context", "User", "Client"], &rows))
+}
+
+/// Runs SQLite work on the blocking pool.
+async fn off_executor<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
 }
 
 fn from_db(s: &Settings, url: &str, why: &str) -> anyhow::Result<SqliteStore> {
@@ -161,7 +180,7 @@ pub async fn pushusers_remove(
 ) -> anyhow::Result<String> {
     let s = Settings::load(dir)?;
     let url = format!("{}/mock/registrations", admin_base(&s));
-    let deleted = match client()
+    let deleted = match client(&s)
         .delete(&url)
         .query(&[
             ("context", cid.to_string()),
@@ -172,7 +191,12 @@ pub async fn pushusers_remove(
         .await
     {
         Ok(r) => admin_json(&url, r).await?["deleted"] == true,
-        Err(e) => from_db(&s, &url, &e.to_string())?.remove_registration(cid, uid, client_id)?,
+        Err(e) => {
+            let (s2, url2, why, cl) =
+                (s.clone(), url.clone(), e.to_string(), client_id.to_string());
+            off_executor(move || Ok(from_db(&s2, &url2, &why)?.remove_registration(cid, uid, &cl)?))
+                .await?
+        }
     };
     Ok(if deleted {
         format!("Push registration successfully deleted for user {uid} in context {cid} for client '{client_id}'")

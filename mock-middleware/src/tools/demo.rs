@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::config::{Properties, Settings};
 use crate::fake::FakeConfig;
 use crate::store::{now_ms, SqliteStore, Store, Subscription};
-use crate::tls::TestPki;
+use crate::testpki::TestPki;
 
 /// A generator or loader failure.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +140,7 @@ pub fn fake_setup(dir: &Path) -> Result<FakeSetup, DemoError> {
             .or_else(|| v["token_uri"].as_str().map(str::to_string));
         cfg.fcm_account = Some((email, Arc::new(key)));
     }
-    cfg.gcm_key = settings.gcm.key.clone();
+    cfg.gcm_key = settings.gcm.key.as_ref().map(|k| k.expose().to_string());
     cfg.records_max = get("mock.fake.records.max", "10000")
         .parse()
         .unwrap_or(10_000);
@@ -182,9 +182,10 @@ pub const DEMO_USER: (&str, i32, i32) = ("demo", 3, 1);
 /// Writes a complete demo configuration into `dir`; returns the lines to print.
 pub fn init_demo(dir: &Path, p: DemoPorts, secrets: DemoSecrets) -> Result<Vec<String>, DemoError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // Keys, passwords, tokens and the database: readable by the owner only (0600).
     let write = |name: &str, text: &str| -> Result<(), DemoError> {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(io(&path))
+        crate::config::secret::write_private(&path, text.as_bytes()).map_err(io(&path))
     };
     let pki = TestPki::generate().map_err(|e| DemoError::Key(e.to_string()))?;
     write("fake-ca.pem", &pki.ca_pem)?;
@@ -231,6 +232,8 @@ mock.fake.tls.cert=fake-server.pem\nmock.fake.tls.key=fake-server.key\n",
         http = p.http, admin = p.admin, apns = p.apns, fcm = p.fcm, fake_admin = p.fake_admin
     );
     write("mock.properties", &props)?;
+    let admin_token = crate::http::admin_auth::generate();
+    write("admin.token", &format!("{}\n", admin_token.expose()))?;
     write(
         "users.yml",
         &format!("users:\n  - login: {login}\n    password: {user_password}\n    userId: {uid}\n    contextId: {cid}\n    mobile_mail_app: true\ncontexts: []\n"),
@@ -258,7 +261,7 @@ mock.fake.tls.cert=fake-server.pem\nmock.fake.tls.key=fake-server.key\n",
         format!("http-notify URL for Dovecot: http://dovecot:{rest_password}@127.0.0.1:{}/preliminary/http-notify/v1/notify", p.http),
         format!("demo user: login={login} password={user_password} userId={uid} contextId={cid} (METADATA user={uid}@{cid})"),
         format!("seeded APNs device token: {token}"),
-        format!("middleware admin: http://127.0.0.1:{}/mock/pushes", p.admin),
+        format!("middleware admin: http://127.0.0.1:{}/mock/pushes (Authorization: Bearer <token in {}>)", p.admin, dir.join("admin.token").display()),
         format!("fake providers admin: http://127.0.0.1:{}/fake/requests", p.fake_admin),
     ])
 }
