@@ -39,11 +39,14 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
+# Everything: the workspace's tests against the system's Dovecot 2.3, the
+# install check, then the plugin's real-Dovecot suites against Dovecot 2.4.
 test: deps
 	python3 tests/corpus/generate.py --check
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace -- --test-threads=2
 	tests/install.sh
+	scripts/test-dovecot-2.4.sh
 
 demo: deps
 	@scripts/demo.sh

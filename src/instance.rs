@@ -169,6 +169,14 @@ impl Instance {
                 OxPushLogLevel::Debug,
                 &format!("Using cache lifetime: {}", cfg.cache_lifetime.as_secs()),
             );
+            log.log(
+                OxPushLogLevel::Debug,
+                &format!(
+                    "Using request timeout: {} ms, max age: {} s",
+                    cfg.timeout.as_millis(),
+                    cfg.max_age.as_secs()
+                ),
+            );
         }
         let socket = cfg
             .relay_socket

@@ -369,7 +369,11 @@ fn lmtp_process_runs_no_extra_thread_and_host_names_work() {
     // with its connection).
     let mut conn = LmtpConn::open(dc.lmtp_port);
     for i in 0..3 {
-        let r = conn.deliver("s@example.org", &["alice"], &simple_message(&format!("thread-{i}")));
+        let r = conn.deliver(
+            "s@example.org",
+            &["alice"],
+            &simple_message(&format!("thread-{i}")),
+        );
         assert!(r[0].starts_with("250"), "{r:?}");
     }
     assert_eq!(cap.wait_for(3, WAIT).len(), 3, "{}", dc.log());
@@ -448,14 +452,27 @@ fn doveconf_knows_and_checks_the_ox_push_keys_on_dovecot_2_4() {
     let all = String::from_utf8_lossy(&all.stdout);
     assert!(all.contains("ox_push_shutdown_timeout = 100 ms"), "{all}");
     for (bad, says) in [
-        ("ox_push_shutdown_timeout = 11s", "more than the maximum of 10000 ms"),
-        ("ox_push_events = messageNew nonsense", "unknown event 'nonsense'"),
-        ("ox_push_relay_socket = relative/path", "must be an absolute path"),
+        (
+            "ox_push_shutdown_timeout = 11s",
+            "more than the maximum of 10000 ms",
+        ),
+        (
+            "ox_push_events = messageNew nonsense",
+            "unknown event 'nonsense'",
+        ),
+        (
+            "ox_push_relay_socket = relative/path",
+            "must be an absolute path",
+        ),
         ("ox_push_frobnicate = 1", "ox_push_frobnicate"),
     ] {
         let conf = dc.path().join("bad.conf");
         let base = std::fs::read_to_string(&dc.conf).unwrap();
-        std::fs::write(&conf, format!("{base}push_notification ox {{\n  {bad}\n}}\n")).unwrap();
+        std::fs::write(
+            &conf,
+            format!("{base}push_notification ox {{\n  {bad}\n}}\n"),
+        )
+        .unwrap();
         let out = dovecot_env()
             .command(&dc.path().join("settings"), "doveconf")
             .args(["-n", "-c", &dovecot_env().inner(&conf)])

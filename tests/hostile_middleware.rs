@@ -61,8 +61,16 @@ fn hostile_middleware_is_harmless(b: Behaviour) {
     let dc = Dovecot::start(DovecotOpts::new(
         Driver::OxPush,
         vec![
-            format!("ox:url={} user_from_metadata", hostile.url("/notify")),
-            format!("ox:url={} user_from_metadata", healthy.url("", "/notify")),
+            // timeout_msecs as 2.3's default (2.4.1's http_client_request_timeout
+            // is a minute): each hostile attempt ends within the test.
+            format!(
+                "ox:url={} user_from_metadata timeout_msecs=2000",
+                hostile.url("/notify")
+            ),
+            format!(
+                "ox:url={} user_from_metadata timeout_msecs=2000",
+                healthy.url("", "/notify")
+            ),
         ],
     ));
     dc.set_metadata("alice", "user=3@1");
@@ -126,8 +134,16 @@ fn hostile_middleware_is_harmless(b: Behaviour) {
         hostile.hostile_bytes(),
         dc.log()
     );
-    let stats = dc.relay_stats();
-    let h = endpoint_stats(&stats, hostile.port);
+    // An endless answer ends when the attempt's timeout (2 s) does.
+    let until = Instant::now() + Duration::from_secs(20);
+    let h = loop {
+        let stats = dc.relay_stats();
+        let h = endpoint_stats(&stats, hostile.port).clone();
+        if h["retried"].as_u64().unwrap() >= 1 || Instant::now() > until {
+            break h;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(
         h["retried"].as_u64().unwrap() >= 1,
         "hostile answers must count as failed attempts: {h}"
@@ -204,7 +220,7 @@ fn one_item_answered_500_does_not_hold_back_the_others() {
         ..DovecotOpts::new(
             Driver::OxPush,
             vec![format!(
-                "ox:url={} user_from_metadata notification_id",
+                "ox:url={} user_from_metadata notification_id timeout_msecs=2000",
                 mw.url("/notify")
             )],
         )

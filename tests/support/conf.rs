@@ -67,7 +67,7 @@ fn render_23(p: &Parts<'_>) -> String {
     if p.lda_access {
         conf.push_str("protocol lda {\n  mail_access_groups = dovecot\n}\n");
     }
-    conf.push_str(&relay_block(p, "$default_internal_group"));
+    conf.push_str(&relay_block(p, super::internal_group()));
     for line in p.extra {
         conf.push_str(line);
         conf.push('\n');
@@ -119,7 +119,7 @@ fn render_24(p: &Parts<'_>) -> String {
     if p.lda_access {
         conf.push_str("protocol lda {\n  mail_access_groups = dovecot\n}\n");
     }
-    conf.push_str(&relay_block(p, "$SET:default_internal_group"));
+    conf.push_str(&relay_block(p, super::internal_group()));
     for line in p.extra {
         conf.push_str(line);
         conf.push('\n');
@@ -159,6 +159,8 @@ pub fn block(i: usize, entry: &str) -> String {
             "notification_id" => "ox_push_notification_id = yes".to_string(),
             "folders" | "events" => format!("ox_push_{k} = {}", v.replace(',', " ")),
             "max_age" | "shutdown_timeout" | "relay_socket" => format!("ox_push_{k} = {v}"),
+            // The 2.3 plugin's old spool keys: no 2.4 setting exists.
+            "spool_dir" | "spool_max_size" | "spool_fsync" => continue,
             other => panic!("no Dovecot 2.4 equivalent for the driver key {other:?}"),
         };
         writeln!(out, "  {line}").unwrap();

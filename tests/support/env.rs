@@ -49,16 +49,18 @@ pub fn dovecot_env() -> &'static DovecotEnv {
             .to_string();
         let config_h = std::fs::read_to_string(format!(
             "{}{include}/config.h",
-            root.as_ref().map_or(String::new(), |r| r.display().to_string())
+            root.as_ref()
+                .map_or(String::new(), |r| r.display().to_string())
         ))
         .unwrap_or_default();
         let v24 = config_h.contains("#define DOVECOT_VERSION_MINOR 4")
             || config_h.contains("#define DOVECOT_VERSION_MAJOR 3");
-        let settings_module = v24.then(|| {
-            PathBuf::from(std::env::var_os("OX_PUSH_SETTINGS_MODULE").unwrap_or_else(|| {
+        let settings_module =
+            v24.then(|| {
+                PathBuf::from(std::env::var_os("OX_PUSH_SETTINGS_MODULE").unwrap_or_else(|| {
                 panic!("OX_PUSH_SETTINGS_MODULE must name libox_push_settings.so for Dovecot 2.4")
             }))
-        });
+            });
         DovecotEnv {
             root,
             v24,
@@ -67,10 +69,21 @@ pub fn dovecot_env() -> &'static DovecotEnv {
     })
 }
 
+/// How the relay socket's group is written in a service block.
+pub fn internal_group() -> &'static str {
+    if dovecot_env().v24 {
+        "$SET:default_internal_group"
+    } else {
+        "$default_internal_group"
+    }
+}
+
 impl DovecotEnv {
     /// A temporary directory Dovecot can see.
     pub fn tempdir(&self, prefix: &str) -> tempfile::TempDir {
-        let b = tempfile::Builder::new().prefix(prefix).tempdir_in(self.host("/tmp"));
+        let b = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(self.host("/tmp"));
         let dir = b.unwrap();
         super::chmod(dir.path(), 0o755);
         dir

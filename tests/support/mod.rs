@@ -488,9 +488,19 @@ impl LmtpConn {
 
     /// One transaction; the reply per recipient.
     pub fn deliver(&mut self, from: &str, rcpts: &[&str], msg: &[u8]) -> Vec<String> {
-        lmtp_cmd(&mut self.w, &mut self.r, &format!("MAIL FROM:<{from}>\r\n"), "250");
+        lmtp_cmd(
+            &mut self.w,
+            &mut self.r,
+            &format!("MAIL FROM:<{from}>\r\n"),
+            "250",
+        );
         for rc in rcpts {
-            lmtp_cmd(&mut self.w, &mut self.r, &format!("RCPT TO:<{rc}>\r\n"), "250");
+            lmtp_cmd(
+                &mut self.w,
+                &mut self.r,
+                &format!("RCPT TO:<{rc}>\r\n"),
+                "250",
+            );
         }
         lmtp_cmd(&mut self.w, &mut self.r, "DATA\r\n", "354");
         self.w.write_all(&dot_stuff(msg)).unwrap();
