@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::instance::{Begin, Instance, Lookup, TlsSettings};
+use crate::instance::{Begin, Instance, Lookup, TlsSettings, UserContext};
 use crate::json::{Event, Notification};
 pub use crate::log::OxPushLogLevel;
 use crate::log::Sink;
@@ -246,14 +246,6 @@ pub struct OxPushBlockSettings {
     pub relay_socket: *const c_char,
 }
 
-/// The parts of [`OxPushUserSettings`] every instance needs, copied.
-struct UserParts<'a> {
-    username: &'a [u8],
-    base_dir: String,
-    tls: TlsSettings,
-    quiet: bool,
-}
-
 /// Builds an instance under the guard; `make` gets the user's parts.
 ///
 /// # Safety
@@ -264,7 +256,7 @@ unsafe fn new_instance(
     settings: *const OxPushUserSettings,
     log: OxPushLogFn,
     log_ctx: *mut c_void,
-    make: impl FnOnce(&UserParts<'_>, &ShimLog) -> Option<Instance>,
+    make: impl FnOnce(&UserContext<'_>, &ShimLog) -> Option<Instance>,
 ) -> *mut OxPushInstance {
     install_panic_hook();
     // SAFETY: settings is NULL or valid for the call (contract).
@@ -280,10 +272,11 @@ unsafe fn new_instance(
         };
         // SAFETY: the settings' strings are NULL or valid for the call (contract).
         let opt = |p| unsafe { cstr(p) }.map(|c| c.to_string_lossy().into_owned());
-        let parts = UserParts {
+        let base_dir = opt(set.base_dir).unwrap_or_else(|| "/run/dovecot".to_string());
+        let user = UserContext {
             // SAFETY: as above.
             username: unsafe { cstr(set.username) }.map_or(&b""[..], |c| c.to_bytes()),
-            base_dir: opt(set.base_dir).unwrap_or_else(|| "/run/dovecot".to_string()),
+            base_dir: Path::new(&base_dir),
             tls: TlsSettings {
                 ca_file: opt(set.ca_file),
                 ca_dir: opt(set.ca_dir),
@@ -291,7 +284,7 @@ unsafe fn new_instance(
             },
             quiet: set.quiet,
         };
-        match make(&parts, &sink) {
+        match make(&user, &sink) {
             Some(inner) => Box::into_raw(Box::new(OxPushInstance {
                 inner,
                 log: sink,
@@ -323,15 +316,7 @@ pub unsafe extern "C" fn ox_push_instance_new(
     // SAFETY: contract of this function.
     unsafe {
         new_instance("ox_push_instance_new", settings, log, log_ctx, |u, sink| {
-            let raw = raw?.to_string_lossy();
-            Some(Instance::new(
-                &raw,
-                u.username,
-                Path::new(&u.base_dir),
-                u.tls.clone(),
-                u.quiet,
-                sink,
-            ))
+            Some(Instance::new(&raw?.to_string_lossy(), u, sink))
         })
     }
 }
@@ -387,14 +372,7 @@ pub unsafe extern "C" fn ox_push_instance_new_block(
                     notification_id: b.notification_id,
                     relay_socket: &socket,
                 };
-                Some(Instance::from_block(
-                    &settings,
-                    u.username,
-                    Path::new(&u.base_dir),
-                    u.tls.clone(),
-                    u.quiet,
-                    sink,
-                ))
+                Some(Instance::from_block(&settings, u, sink))
             },
         )
     }

@@ -13,6 +13,16 @@ use crate::config::{self, Complaint, Config, DEFAULT_RELAY_SOCKET_NAME};
 use crate::json::{self, Event, Notification};
 use crate::log::{OxPushLogLevel, Sink};
 
+/// What the shim tells an instance about the mail user it serves.
+pub struct UserContext<'a> {
+    pub username: &'a [u8],
+    /// Dovecot's `base_dir` (the relay socket is there by default).
+    pub base_dir: &'a Path,
+    pub tls: TlsSettings,
+    /// An autocreated user (LDA's and LMTP's raw user): says nothing.
+    pub quiet: bool,
+}
+
 /// The mail user's TLS client settings (`ssl_client_*`), passed on to the relay.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsSettings {
@@ -96,51 +106,38 @@ impl Instance {
     /// sets up the relay client. A bad config gives one error line per process
     /// and a disabled instance; `quiet` (autocreated users such as LDA's raw
     /// user) suppresses the config lines.
-    pub fn new(
-        raw: &str,
-        username: &[u8],
-        base_dir: &Path,
-        tls: TlsSettings,
-        quiet: bool,
-        log: &dyn Sink,
-    ) -> Instance {
+    pub fn new(raw: &str, user: &UserContext<'_>, log: &dyn Sink) -> Instance {
         let parsed = config::parse_cached(raw);
-        Instance::build(parsed, raw, username, base_dir, tls, quiet, log)
+        Instance::build(parsed, raw, user, log)
     }
 
     /// Dovecot 2.4: the same from a `push_notification <name> { }` block.
     pub fn from_block(
         block: &config::BlockSettings<'_>,
-        username: &[u8],
-        base_dir: &Path,
-        tls: TlsSettings,
-        quiet: bool,
+        user: &UserContext<'_>,
         log: &dyn Sink,
     ) -> Instance {
         let parsed = Rc::new(config::from_block(block));
         // Complaints once per process and block (the key is never logged).
         let key = format!("{block:?}");
-        Instance::build(parsed, &key, username, base_dir, tls, quiet, log)
+        Instance::build(parsed, &key, user, log)
     }
 
     fn build(
         parsed: Rc<config::Parsed>,
         report_key: &str,
-        username: &[u8],
-        base_dir: &Path,
-        tls: TlsSettings,
-        quiet: bool,
+        user: &UserContext<'_>,
         log: &dyn Sink,
     ) -> Instance {
         let mut inst = Instance {
             config: None,
             target: None,
-            username: username.to_vec(),
+            username: user.username.to_vec(),
             cache: None,
         };
         // Autocreated users (LDA's and LMTP's raw user) never speak, and the
         // first real one speaks for the whole process.
-        let speak = !quiet && config::first_report(report_key);
+        let speak = !user.quiet && config::first_report(report_key);
         let ok = match &*parsed {
             Err(e) => {
                 if speak {
@@ -181,15 +178,15 @@ impl Instance {
         let socket = cfg
             .relay_socket
             .clone()
-            .unwrap_or_else(|| base_dir.join(DEFAULT_RELAY_SOCKET_NAME));
+            .unwrap_or_else(|| user.base_dir.join(DEFAULT_RELAY_SOCKET_NAME));
         match client::configure(&socket) {
             Ok(()) => {
                 client::note_shutdown_timeout(cfg.shutdown_timeout);
                 inst.target = Some(Target {
                     url: cfg.url.as_str().to_string(),
-                    tls_verify: tls.verify,
-                    ca_file: tls.ca_file,
-                    ca_dir: tls.ca_dir,
+                    tls_verify: user.tls.verify,
+                    ca_file: user.tls.ca_file.clone(),
+                    ca_dir: user.tls.ca_dir.clone(),
                 })
             }
             Err(e) => {

@@ -318,12 +318,10 @@ fn relay_killed_while_notifications_flow_nothing_acknowledged_is_lost() {
     );
 }
 
-/// dovecot-lda while the relay cannot be reached: the delivery succeeds, the
-/// process exits within shutdown_timeout, and says what it dropped.
-#[test]
-fn lda_with_the_relay_down_exits_within_shutdown_timeout_and_logs_the_drop() {
+/// A Dovecot whose relay the test starts and stops by hand, and its middleware.
+fn with_a_relay_by_hand() -> (Capture, Relay, Dovecot) {
     let cap = Capture::start();
-    let mut relay = Relay::start(&["--debug"]);
+    let relay = Relay::start(&["--debug"]);
     let dc = Dovecot::start(DovecotOpts {
         relay: RelayMode::External,
         ..DovecotOpts::new(
@@ -332,6 +330,14 @@ fn lda_with_the_relay_down_exits_within_shutdown_timeout_and_logs_the_drop() {
         )
     });
     dc.set_metadata("alice", "user=3@1");
+    (cap, relay, dc)
+}
+
+/// dovecot-lda while the relay cannot be reached: the delivery succeeds, the
+/// process exits within shutdown_timeout, and says what it dropped.
+#[test]
+fn lda_with_the_relay_down_exits_within_shutdown_timeout_and_logs_the_drop() {
+    let (cap, mut relay, dc) = with_a_relay_by_hand();
     assert_eq!(
         dc.lda("alice", &simple_message("lda-up")),
         0,
@@ -366,16 +372,7 @@ fn lda_with_the_relay_down_exits_within_shutdown_timeout_and_logs_the_drop() {
 /// everything arrives once the relay is back.
 #[test]
 fn relay_stopped_10s_deliveries_stay_fast_and_everything_arrives_after() {
-    let cap = Capture::start();
-    let mut relay = Relay::start(&["--debug"]);
-    let dc = Dovecot::start(DovecotOpts {
-        relay: RelayMode::External,
-        ..DovecotOpts::new(
-            Driver::OxPush,
-            vec![line(&cap.url("", "/n"), &relay.option())],
-        )
-    });
-    dc.set_metadata("alice", "user=3@1");
+    let (cap, mut relay, dc) = with_a_relay_by_hand();
     deliver_timed(&dc, "alice", "r-before");
     cap.wait_for(1, WAIT);
     relay.stop(false);

@@ -29,16 +29,27 @@ pub fn render(v24: bool, p: &Parts<'_>) -> String {
     }
 }
 
-fn relay_block(p: &Parts<'_>, group: &str) -> String {
-    let Some((exe, spool, args)) = &p.relay else {
-        return String::new();
-    };
-    format!(
-        "service ox-push {{\n  executable = {exe} --spool {spool} {args}\n  user = {}\n  \
-         process_limit = 1\n  process_min_avail = 1\n  vsz_limit = 1G\n  \
-         unix_listener ox-push {{\n    mode = 0660\n    group = {group}\n  }}\n}}\n",
-        super::RELAY_USER
-    )
+/// What both versions write alike: dovecot-lda's group, the relay's service
+/// block, the test's own lines.
+fn push_common(conf: &mut String, p: &Parts<'_>) {
+    if p.lda_access {
+        conf.push_str("protocol lda {\n  mail_access_groups = dovecot\n}\n");
+    }
+    if let Some((exe, spool, args)) = &p.relay {
+        write!(
+            conf,
+            "service ox-push {{\n  executable = {exe} --spool {spool} {args}\n  user = {}\n  \
+             process_limit = 1\n  process_min_avail = 1\n  vsz_limit = 1G\n  \
+             unix_listener ox-push {{\n    mode = 0660\n    group = {}\n  }}\n}}\n",
+            super::RELAY_USER,
+            super::internal_group()
+        )
+        .unwrap();
+    }
+    for line in p.extra {
+        conf.push_str(line);
+        conf.push('\n');
+    }
 }
 
 fn render_23(p: &Parts<'_>) -> String {
@@ -64,14 +75,7 @@ fn render_23(p: &Parts<'_>) -> String {
         imap = p.imap_port,
         lmtp = p.lmtp_port,
     );
-    if p.lda_access {
-        conf.push_str("protocol lda {\n  mail_access_groups = dovecot\n}\n");
-    }
-    conf.push_str(&relay_block(p, super::internal_group()));
-    for line in p.extra {
-        conf.push_str(line);
-        conf.push('\n');
-    }
+    push_common(&mut conf, p);
     conf.push_str("plugin {\n");
     for (i, d) in p.drivers.iter().enumerate() {
         let key = if i == 0 {
@@ -116,14 +120,7 @@ fn render_24(p: &Parts<'_>) -> String {
         imap = p.imap_port,
         lmtp = p.lmtp_port,
     );
-    if p.lda_access {
-        conf.push_str("protocol lda {\n  mail_access_groups = dovecot\n}\n");
-    }
-    conf.push_str(&relay_block(p, super::internal_group()));
-    for line in p.extra {
-        conf.push_str(line);
-        conf.push('\n');
-    }
+    push_common(&mut conf, p);
     for (i, d) in p.drivers.iter().enumerate() {
         conf.push_str(&block(i, d));
     }

@@ -95,41 +95,34 @@ impl Conn {
         }
         let tcp = tcp.ok_or(last)?;
         let _ = tcp.set_nodelay(true);
-        let builder = {
-            let mut b = hyper::client::conn::http1::Builder::new();
-            b.title_case_headers(true)
-                .max_buf_size(peer.response_max.max(MIN_BUF));
-            b
-        };
-        let (sender, task) = if url.https {
-            let config = peer.tls_config().await?;
-            let name = rustls::pki_types::ServerName::try_from(url.connect_host.clone())
-                .map_err(|e| format!("TLS: invalid server name: {e}"))?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS handshake with {} failed: {e}", url.connect_host))?;
-            let (sender, conn) = builder
-                .handshake(TokioIo::new(tls))
-                .await
-                .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-            (
-                sender,
-                tokio::spawn(drive(conn, Counted::new(&peer.connections))),
-            )
-        } else {
-            let (sender, conn) = builder
-                .handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-            (
-                sender,
-                tokio::spawn(drive(conn, Counted::new(&peer.connections))),
-            )
-        };
+        if !url.https {
+            return Conn::start(peer, tcp).await;
+        }
+        let config = peer.tls_config().await?;
+        let name = rustls::pki_types::ServerName::try_from(url.connect_host.clone())
+            .map_err(|e| format!("TLS: invalid server name: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake with {} failed: {e}", url.connect_host))?;
+        Conn::start(peer, tls).await
+    }
+
+    /// The HTTP/1.1 handshake on a connected stream (plain or TLS): headers in
+    /// title case, reads bounded.
+    async fn start<T>(peer: &Peer, io: T) -> Result<Conn, String>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .title_case_headers(true)
+            .max_buf_size(peer.response_max.max(MIN_BUF))
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| format!("HTTP handshake failed: {e}"))?;
         Ok(Conn {
             sender,
-            task,
+            task: tokio::spawn(drive(conn, Counted::new(&peer.connections))),
             reused: false,
         })
     }
