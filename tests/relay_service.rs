@@ -210,3 +210,42 @@ fn a_dovecot_reload_loses_nothing() {
         ["before", "after"].map(String::from).into()
     );
 }
+
+/// `X-Notification-Id` is the same on every attempt, also after the relay was
+/// killed and Dovecot started a new one that read it back from its spool.
+#[test]
+fn notification_id_is_stable_across_relay_restarts() {
+    let cap = Capture::start();
+    cap.set_default(Reply::Status(503));
+    let dc = Dovecot::start(DovecotOpts::new(
+        Driver::OxPush,
+        vec![format!(
+            "ox:url={} user_from_metadata notification_id",
+            cap.url("", "/n")
+        )],
+    ));
+    dc.set_metadata("alice", "user=3@1");
+    assert!(dc.lmtp(&["alice"], &simple_message("stable"))[0].starts_with("250"));
+    wait_count(&cap, 2, || dc.log());
+    let old = dc.relay_pid().expect("relay runs");
+    // SAFETY: signalling a process of our private Dovecot.
+    unsafe { libc::kill(old, libc::SIGKILL) };
+    let until = Instant::now() + WAIT;
+    while dc.relay_pid().is_none_or(|p| p == old) {
+        assert!(Instant::now() < until, "relay not restarted\n{}", dc.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = cap.requests().len();
+    cap.set_default(Reply::Status(204));
+    let reqs = wait_count(&cap, before + 1, || dc.log());
+    let ids: BTreeSet<String> = reqs
+        .iter()
+        .map(|r| r.header("X-Notification-Id").unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}\n{}", dc.log());
+    assert!(
+        dc.wait_log(WAIT, |l| l.contains("Replaying 1 notification(s)")),
+        "{}",
+        dc.log()
+    );
+}
