@@ -165,9 +165,20 @@ fn start(settings: Settings) -> Result<(Arc<Core>, std::os::unix::net::UnixListe
 }
 
 fn main() -> ExitCode {
-    let settings = Settings::parse();
     let dovecot_log =
         std::env::var("LOG_SERVICE").is_ok_and(|v| v == "1") || listen::under_dovecot();
+    let settings = match Settings::try_parse() {
+        Ok(s) => s,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line naming the option, the value and what is expected
+            // (under Dovecot every stderr line would be an error of its own).
+            log::init(dovecot_log, false);
+            let text = e.to_string();
+            log::fatal(text.lines().next().unwrap_or("invalid command line"));
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
     // Dovecot passes its global log_debug filter; the relay has no event
     // filters of its own, so a filter naming our category turns debug on.
     let filter = std::env::var("LOG_DEBUG")
