@@ -2,8 +2,6 @@
 # The two commands of the README: `make demo` and `make test`.
 
 CARGO ?= cargo
-PLUGIN_SO := lib30_ox_push_plugin.so
-RELEASE_DIR := target/release
 SPOOL_DIR ?= /var/spool/dovecot-ox-push
 DOVECOT_CONFIG ?= /usr/lib/dovecot/dovecot-config
 export SPOOL_DIR DOVECOT_CONFIG
@@ -16,19 +14,18 @@ all: plugin
 deps:
 	@scripts/install-deps.sh
 
-# The Dovecot module (target/release/lib30_ox_push_plugin.so), the relay and
-# ox-push-stats; the last lines name what was built.
+# For the Dovecot that DOVECOT_CONFIG (its dovecot-config) describes, default
+# the system's: the Dovecot module lib30_ox_push_plugin.so (target/release for
+# the system's Dovecot, target/dovecot-<ABI>/release for another), for 2.4 the
+# settings module beside it, the relay and ox-push-stats (target/release: they
+# do not depend on Dovecot). The last lines are the paths of what was built.
 plugin: deps
-	$(CARGO) build --release -p ox-push -p ox-push-relay
-	cp $(RELEASE_DIR)/libox_push.so $(RELEASE_DIR)/$(PLUGIN_SO)
-	@echo "built $(CURDIR)/$(RELEASE_DIR)/$(PLUGIN_SO)"
-	@echo "built $(CURDIR)/$(RELEASE_DIR)/ox-push-relay"
-	@echo "built $(CURDIR)/$(RELEASE_DIR)/ox-push-stats"
+	@CARGO="$(CARGO)" scripts/plugin.sh "$(DOVECOT_CONFIG)"
 
 # The plugin, the relay, ox-push-stats and conf.d/95-ox-push.conf; the relay's
 # user and spool. DESTDIR= stages it (tests/install.sh checks that).
 install: plugin
-	RELEASE_DIR=$(RELEASE_DIR) scripts/install.sh
+	scripts/install.sh
 
 # Regenerates include/ox_push.h from src/ffi.rs (the build fails while it is stale).
 header:
@@ -68,7 +65,6 @@ dovecot-2.4-smoke: dovecot-2.4
 
 # The Dovecot 2.4 settings module (C, not part of the cdylib) for the Dovecot
 # that DOVECOT_CONFIG describes: target/dovecot-<ABI>/libox_push_settings.so.
-DOVECOT_CONFIG ?= /usr/lib/dovecot/dovecot-config
 settings-module:
 	@dovecot-plugin/settings/build.sh "$(DOVECOT_CONFIG)"
 
