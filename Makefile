@@ -22,8 +22,10 @@ deps:
 plugin: deps
 	@CARGO="$(CARGO)" scripts/plugin.sh "$(DOVECOT_CONFIG)"
 
-# The plugin, the relay, ox-push-stats and conf.d/95-ox-push.conf; the relay's
-# user and spool. DESTDIR= stages it (tests/install.sh checks that).
+# The plugin (and for 2.4 the settings module) into that Dovecot's module dir,
+# the relay into its libexec dir, ox-push-stats, conf.d/95-ox-push.conf in that
+# Dovecot's syntax; the relay's user and spool. DESTDIR= stages it
+# (tests/install.sh checks that; tests/install-2.4.sh for 2.4).
 install: plugin
 	scripts/install.sh
 
@@ -41,6 +43,7 @@ test: deps
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace -- --test-threads=2
 	tests/install.sh
+	tests/install-2.4.sh
 
 demo: deps
 	@scripts/demo.sh
