@@ -6,7 +6,7 @@ SPOOL_DIR ?= /var/spool/dovecot-ox-push
 DOVECOT_CONFIG ?= /usr/lib/dovecot/dovecot-config
 export SPOOL_DIR DOVECOT_CONFIG
 
-.PHONY: all deps plugin install header lint test demo bench bench-middleware clean dovecot-2.4 dovecot-2.4-smoke \
+.PHONY: all deps plugin install deb header lint test demo bench bench-middleware clean dovecot-2.4 dovecot-2.4-smoke \
 	settings-module dovecot-2.4-settings-test
 
 all: plugin
@@ -28,6 +28,12 @@ plugin: deps
 # (tests/install.sh checks that; tests/install-2.4.sh for 2.4).
 install: plugin
 	scripts/install.sh
+
+# dovecot-ox-push_<version>_<arch>.deb for that Dovecot (target/deb/<its ABI
+# package>/) and mock-middleware_<version>_<arch>.deb (target/deb/); the last
+# two lines are their paths. tests/deb.sh installs and removes them.
+deb: deps
+	@CARGO="$(CARGO)" scripts/deb.sh "$(DOVECOT_CONFIG)"
 
 # Regenerates include/ox_push.h from src/ffi.rs (the build fails while it is stale).
 header:

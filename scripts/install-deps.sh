@@ -3,11 +3,12 @@
 # Debian 12: Dovecot 2.3.19.1 (core, imapd, lmtpd, dev headers), libclang for
 # bindgen, binutils (nm, for tests/install.sh), python3 for the corpus generator
 # check (and tests/attacks.rs's socket client), strace (tests/attacks.rs watches
-# which files Dovecot and the relay open). Rust comes with the machine.
+# which files Dovecot and the relay open), dpkg-dev (dpkg-shlibdeps for
+# `make deb`). Rust comes with the machine.
 set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in dovecot-core dovecot-imapd dovecot-lmtpd dovecot-dev libclang-dev clang binutils python3 strace ca-certificates; do
+for p in dovecot-core dovecot-imapd dovecot-lmtpd dovecot-dev libclang-dev clang binutils python3 strace ca-certificates dpkg-dev; do
   have_pkg "$p" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
