@@ -50,6 +50,7 @@ test: deps
 	$(CARGO) test --workspace -- --test-threads=2
 	tests/install.sh
 	tests/install-2.4.sh
+	tests/deb.sh
 
 demo: deps
 	@scripts/demo.sh
