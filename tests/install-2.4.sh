@@ -3,7 +3,8 @@
 # that `make dovecot-2.4` caches; tests/install.sh does 2.3 on the host):
 # - DESTDIR= stages the 2.4 layout under DESTDIR with the paths Dovecot sees;
 # - make install DOVECOT_CONFIG=COPY/usr/lib/dovecot/dovecot-config installs
-#   into the copy as on a Debian 13 machine: the module into the module dir
+#   into the copy as on a Debian 13 machine (what was built for the cached
+#   root, which has the same ABI): the module into the module dir
 #   of that dovecot-config, the settings module into its settings/, the relay
 #   into its libexec dir, the conf.d snippet in 2.4 syntax, the relay's user
 #   (the copy has none) and its spool (0700);
@@ -46,11 +47,14 @@ for f in usr/lib/dovecot/modules/lib30_ox_push_plugin.so usr/lib/dovecot/modules
 done
 [ ! -e "$T/stage$root" ] || fail "DESTDIR: files staged under the root's host path $root"
 
-step "copying $root; make install DOVECOT_CONFIG=<the copy's>"
+# make install's second half (its first, make plugin, ran above: building
+# again for the copy's dovecot-config would only make cargo rebuild the same
+# plugin twice, for the copy and then for the cache).
+step "copying $root; scripts/install.sh with DOVECOT_CONFIG=<the copy's>"
 copy_root "$root" "$T/copy"
 R=$T/copy
 if chroot "$R" id -u ox-push >/dev/null 2>&1; then chroot "$R" userdel ox-push; fi
-make -s install DOVECOT_CONFIG="$R/usr/lib/dovecot/dovecot-config" >"$T/install.log" 2>&1 ||
+DOVECOT_CONFIG="$R/usr/lib/dovecot/dovecot-config" scripts/install.sh >"$T/install.log" 2>&1 ||
 	fail "make install: $(tail -20 "$T/install.log")"
 moddir=/usr/lib/dovecot/modules
 so=$R$moddir/lib30_ox_push_plugin.so

@@ -7,7 +7,7 @@
 # shellcheck shell=bash
 
 fail() { echo "${0##*/}: FAILED: $*" >&2; exit 1; }
-step() { echo "==> ${0##*/}: $*" >&2; }
+step() { echo "==> ${0##*/} [${SECONDS}s]: $*" >&2; }
 
 # Runs a command as the root's Dovecot would (chrooted for a copy).
 in_root() {
