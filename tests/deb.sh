@@ -241,14 +241,15 @@ mock-middleware --help | grep -q 'serve' || fail "mock-middleware --help"
 	fail "mock-middleware --version: $(mock-middleware --version)"
 
 # The installed configuration, served as the service user would (systemd is
-# not needed: ports 0 and a database in a scratch state directory on top).
+# not needed: ports 0, and the database and admin token in a scratch state
+# directory instead of /var/lib/mock-middleware, on top).
 step "host: mock-middleware serve with /etc/mock-middleware as user mock-middleware"
 cfg=$T/mm-config
 state=$T/mm-state
 mkdir -p "$cfg" "$state"
 cp -p /etc/mock-middleware/*.properties "$cfg/"
-printf 'mock.http.listen=127.0.0.1:0\nmock.admin.listen=127.0.0.1:0\nmock.db=%s/db.sqlite\n' "$state" \
-	>"$cfg/zzz-test.properties"
+printf 'mock.http.listen=127.0.0.1:0\nmock.admin.listen=127.0.0.1:0\nmock.db=%s/db.sqlite\nmock.admin.token_file=%s/admin.token\n' \
+	"$state" "$state" >"$cfg/zzz-test.properties"
 chown -R root:mock-middleware "$cfg" && chmod 0750 "$cfg"
 chown mock-middleware: "$state" && chmod 0700 "$state"
 setpriv --reuid mock-middleware --regid mock-middleware --init-groups --no-new-privs -- \
