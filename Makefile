@@ -2,13 +2,11 @@
 # The two commands of the README: `make demo` and `make test`.
 
 CARGO ?= cargo
-PLUGIN_SO := lib30_ox_push_plugin.so
-RELEASE_DIR := target/release
 SPOOL_DIR ?= /var/spool/dovecot-ox-push
 DOVECOT_CONFIG ?= /usr/lib/dovecot/dovecot-config
 export SPOOL_DIR DOVECOT_CONFIG
 
-.PHONY: all deps plugin install header lint test demo bench bench-middleware clean dovecot-2.4 dovecot-2.4-smoke \
+.PHONY: all deps plugin install deb header lint test demo bench bench-middleware clean dovecot-2.4 dovecot-2.4-smoke \
 	settings-module dovecot-2.4-settings-test
 
 all: plugin
@@ -16,19 +14,26 @@ all: plugin
 deps:
 	@scripts/install-deps.sh
 
-# The Dovecot module (target/release/lib30_ox_push_plugin.so), the relay and
-# ox-push-stats; the last lines name what was built.
+# For the Dovecot that DOVECOT_CONFIG (its dovecot-config) describes, default
+# the system's: the Dovecot module lib30_ox_push_plugin.so (target/release for
+# the system's Dovecot, target/dovecot-<ABI>/release for another), for 2.4 the
+# settings module beside it, the relay and ox-push-stats (target/release: they
+# do not depend on Dovecot). The last lines are the paths of what was built.
 plugin: deps
-	$(CARGO) build --release -p ox-push -p ox-push-relay
-	cp $(RELEASE_DIR)/libox_push.so $(RELEASE_DIR)/$(PLUGIN_SO)
-	@echo "built $(CURDIR)/$(RELEASE_DIR)/$(PLUGIN_SO)"
-	@echo "built $(CURDIR)/$(RELEASE_DIR)/ox-push-relay"
-	@echo "built $(CURDIR)/$(RELEASE_DIR)/ox-push-stats"
+	@CARGO="$(CARGO)" scripts/plugin.sh "$(DOVECOT_CONFIG)"
 
-# The plugin, the relay, ox-push-stats and conf.d/95-ox-push.conf; the relay's
-# user and spool. DESTDIR= stages it (tests/install.sh checks that).
+# The plugin (and for 2.4 the settings module) into that Dovecot's module dir,
+# the relay into its libexec dir, ox-push-stats, conf.d/95-ox-push.conf in that
+# Dovecot's syntax; the relay's user and spool. DESTDIR= stages it
+# (tests/install.sh checks that; tests/install-2.4.sh for 2.4).
 install: plugin
-	RELEASE_DIR=$(RELEASE_DIR) scripts/install.sh
+	scripts/install.sh
+
+# dovecot-ox-push_<version>_<arch>.deb for that Dovecot (target/deb/<its ABI
+# package>/) and mock-middleware_<version>_<arch>.deb (target/deb/); the last
+# two lines are their paths. tests/deb.sh installs and removes them.
+deb: deps
+	@CARGO="$(CARGO)" scripts/deb.sh "$(DOVECOT_CONFIG)"
 
 # Regenerates include/ox_push.h from src/ffi.rs (the build fails while it is stale).
 header:
@@ -46,7 +51,9 @@ test: deps
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace -- --test-threads=2
 	tests/install.sh
+	tests/install-2.4.sh
 	scripts/test-dovecot-2.4.sh
+	tests/deb.sh
 
 demo: deps
 	@scripts/demo.sh
@@ -71,7 +78,6 @@ dovecot-2.4-smoke: dovecot-2.4
 
 # The Dovecot 2.4 settings module (C, not part of the cdylib) for the Dovecot
 # that DOVECOT_CONFIG describes: target/dovecot-<ABI>/libox_push_settings.so.
-DOVECOT_CONFIG ?= /usr/lib/dovecot/dovecot-config
 settings-module:
 	@dovecot-plugin/settings/build.sh "$(DOVECOT_CONFIG)"
 

@@ -4,12 +4,14 @@
 # bindgen, binutils (nm, for tests/install.sh), python3 for the corpus generator
 # check (and tests/attacks.rs's socket client), python3-pip (mock-middleware's
 # third-party client test installs aioapns from PyPI with it), strace
-# (tests/attacks.rs watches which files Dovecot and the relay open). Rust comes
+# (tests/attacks.rs watches which files Dovecot and the relay open), dpkg-dev
+# (dpkg-shlibdeps for `make deb`), systemd (systemd-analyze verify in
+# tests/deb.sh). Rust comes
 # with the machine.
 set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in dovecot-core dovecot-imapd dovecot-lmtpd dovecot-dev libclang-dev clang binutils python3 python3-pip strace ca-certificates; do
+for p in dovecot-core dovecot-imapd dovecot-lmtpd dovecot-dev libclang-dev clang binutils python3 python3-pip strace ca-certificates dpkg-dev systemd; do
   have_pkg "$p" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
