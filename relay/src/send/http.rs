@@ -41,6 +41,63 @@ pub struct Conn {
     sender: SendRequest<Full<Bytes>>,
     task: JoinHandle<()>,
     reused: bool,
+    /// Bytes read from the middleware during the current exchange.
+    read: Arc<AtomicUsize>,
+}
+
+/// Header blocks (including `1xx` heads) of one answer may take this much
+/// beyond the body's bound.
+const HEAD_ALLOWANCE: usize = 64 * 1024;
+
+/// The connection's stream, refusing to read more than `budget` bytes per
+/// exchange: an answer that never ends (endless `100 Continue` heads, say)
+/// costs one bounded attempt, not the attempt's whole timeout of parsing.
+struct Budgeted<T> {
+    inner: T,
+    read: Arc<AtomicUsize>,
+    budget: usize,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Budgeted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.read.load(Ordering::Relaxed) > self.budget {
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "the answer is larger than {} bytes",
+                self.budget
+            ))));
+        }
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.read.fetch_add(n, Ordering::Relaxed);
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Budgeted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 impl Drop for Conn {
@@ -114,6 +171,12 @@ impl Conn {
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let read = Arc::new(AtomicUsize::new(0));
+        let io = Budgeted {
+            inner: io,
+            read: read.clone(),
+            budget: peer.response_max + HEAD_ALLOWANCE,
+        };
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .title_case_headers(true)
             .max_buf_size(peer.response_max.max(MIN_BUF))
@@ -124,6 +187,7 @@ impl Conn {
             sender,
             task: tokio::spawn(drive(conn, Counted::new(&peer.connections))),
             reused: false,
+            read,
         })
     }
 
@@ -140,6 +204,8 @@ impl Conn {
         if self.sender.ready().await.is_err() {
             return Err(SendError::ClosedBeforeSending);
         }
+        // A new exchange: a new read budget.
+        self.read.store(0, Ordering::Relaxed);
         let reused = self.reused;
         let response = self.sender.send_request(request).await.map_err(|e| {
             if reused && (e.is_canceled() || e.is_incomplete_message()) {
