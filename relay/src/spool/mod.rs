@@ -64,6 +64,9 @@ pub struct Spool {
     current_bytes: u64,
     /// Pending item ids per segment (the current one included).
     live: BTreeMap<u64, HashSet<Id>>,
+    /// Items ever written into each segment: a segment is worth compacting
+    /// only when most of them are done.
+    written: HashMap<u64, usize>,
     batch: Vec<u8>,
 }
 
@@ -78,6 +81,7 @@ impl Spool {
         let mut items: HashMap<Id, (Item, u64)> = HashMap::new();
         let mut done = Vec::new();
         let mut live: BTreeMap<u64, HashSet<Id>> = BTreeMap::new();
+        let mut written: HashMap<u64, usize> = HashMap::new();
         for &no in &segments {
             let name = segment_name(no);
             let buf = match dir.read(&name, MAX_SEGMENT_FILE) {
@@ -107,6 +111,7 @@ impl Spool {
                 match kind {
                     journal::Kind::Item => match Item::decode(payload) {
                         Ok(item) => {
+                            *written.entry(no).or_default() += 1;
                             items.insert(item.id, (item, no));
                         }
                         Err(e) => log::error(format!(
@@ -137,6 +142,7 @@ impl Spool {
             current,
             current_bytes: 0,
             live,
+            written,
             batch: Vec::new(),
         };
         // Segments without pending items (all of them, after a clean run).
@@ -163,6 +169,7 @@ impl Spool {
             .entry(self.current_no)
             .or_default()
             .insert(item.id);
+        *self.written.entry(self.current_no).or_default() += 1;
         self.current_no
     }
 
@@ -218,6 +225,7 @@ impl Spool {
                 break;
             }
             self.live.remove(&no);
+            self.written.remove(&no);
             if let Err(e) = self.dir.unlink(&segment_name(no)) {
                 log::error(e);
             }
@@ -225,8 +233,11 @@ impl Spool {
     }
 
     /// The pending ids of the oldest segment when old segments pile up behind
-    /// them: the caller writes them again with [`Spool::add`] (which moves
-    /// them to the current segment) and flushes.
+    /// a few of them (at most a quarter of what it holds is still pending):
+    /// the caller writes them again with [`Spool::add`] (which moves them to
+    /// the current segment) and flushes. A spool whose items are all pending
+    /// (the middleware down) is left as it is: moving them would only rewrite
+    /// the journal again and again.
     pub fn compact_candidates(&mut self) -> Vec<(Id, u64)> {
         if self.live.len() <= COMPACT_AFTER_SEGMENTS {
             return Vec::new();
@@ -234,7 +245,8 @@ impl Spool {
         let Some((&no, set)) = self.live.first_key_value() else {
             return Vec::new();
         };
-        if no == self.current_no {
+        let written = self.written.get(&no).copied().unwrap_or(0);
+        if no == self.current_no || set.len() * 4 > written {
             return Vec::new();
         }
         set.iter().map(|id| (*id, no)).collect()

@@ -152,3 +152,20 @@ fn planted_files_in_the_spool_are_not_read() {
         "left alone"
     );
 }
+
+#[test]
+fn a_spool_of_pending_items_is_not_rewritten_over_and_over() {
+    let t = dir();
+    let p = t.path().join("spool");
+    let (mut s, _) = Spool::open(&p, false).unwrap();
+    // The middleware is down: everything stays pending, segments pile up.
+    for n in 0..=80u8 {
+        s.add(&item(n, 300_000));
+        s.flush().unwrap();
+    }
+    assert!(s.segments() > COMPACT_AFTER_SEGMENTS, "{}", s.segments());
+    assert!(
+        s.compact_candidates().is_empty(),
+        "a live segment is not worth moving"
+    );
+}
