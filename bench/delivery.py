@@ -1208,10 +1208,12 @@ def report(cfg, results):
     og = results.get("outage")
     if og:
         runs = len(og["b"])
-        r0 = og["b"][0]
+        # How many messages a driver got delivered during the outage (a driver that blocks
+        # deliveries gets fewer through).
+        counts = ", ".join(f"({k}) {og[k][0]['n']}" for k in "bc")
         out.append(f"### Receiver down (port closed) for {cfg['OUTAGE_SECS']} s: burst of {cfg['OUTAGE_N']} "
-                   f"then 1 msg/s ({r0['n']} messages), then back up (wait ≤ {cfg['OUTAGE_WAIT']} s); "
-                   f"{runs} run(s)")
+                   f"then 1 msg/s (messages delivered during the outage in run 1: {counts}), then back up "
+                   f"(wait ≤ {cfg['OUTAGE_WAIT']} s); {runs} run(s)")
         rows = []
         for k in "bc":
             rs = og[k]
@@ -1220,7 +1222,7 @@ def report(cfg, results):
             arrived = sum(r["arrived"] for r in rs)
             dups = sum(r["dup_subjects"] for r in rs)
             uid0 = sum(r["uid0"] for r in rs)
-            rows.append([f"({k}) {KINDS[k]}", fmt(m("mps"), 0), fmt(m("p50"), 2), fmt(m("p99"), 2),
+            rows.append([f"({k}) {KINDS[k]}", fmt(m("mps")), fmt(m("p50"), 2), fmt(m("p99"), 2),
                          fmt(m("max"), 1), f"{arrived}/{n} ({100.0 * arrived / n:.1f}%)",
                          f"{dups} ({100.0 * dups / n:.2f}%)", fmt(m("last_arrival_s"), 1), str(uid0)])
         out.append(table(["driver", "burst msg/s", "lat p50 ms", "lat p99 ms", "lat max ms", "arrived",
