@@ -34,7 +34,8 @@ if [[ -n "${DOVECOT_PREFIX:-}" && "${DOVECOT_PREFIX%/}" != "" ]]; then
 fi
 SYSROOT=
 if [[ "${DOVECOT_CONFIG:-$HOST_CONFIG}" != "$HOST_CONFIG" ]]; then
-  eval "$("$ROOT/scripts/dovecot-env.sh" "$DOVECOT_CONFIG")"
+  env_vars=$("$ROOT/scripts/dovecot-env.sh" "$DOVECOT_CONFIG")  # fails for a bad path
+  eval "$env_vars"
   SYSROOT=$DOVECOT_SYSROOT
 fi
 
