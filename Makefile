@@ -58,6 +58,10 @@ test: deps
 demo: deps
 	@scripts/demo.sh
 
+# The delivery benchmark (docs/BENCHMARKS.md) against the system's Dovecot, or
+# against the Dovecot 2.4 of a root made by `make dovecot-2.4` with
+# DOVECOT_CONFIG=ROOT/usr/lib/dovecot/dovecot-config or DOVECOT_PREFIX=ROOT;
+# then one relay alone.
 bench: deps
 	@bench/delivery.sh
 	@bench/relay.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Delivery-path benchmark of the ox push driver (issue 3, "Benchmark").
 
-Delivers messages by LMTP over several connections into a private Dovecot 2.3 on
-127.0.0.1 and compares
+Delivers messages by LMTP over several connections into a private Dovecot on
+127.0.0.1 (the host's 2.3, or with --dovecot-config the Dovecot 2.4 of a root made by
+`make dovecot-2.4`, see "Which Dovecot" below) and compares
   (a) no push          (no notify/push_notification plugins, no driver),
   (b) builtin          (Dovecot's own `ox` driver),
   (c) ox_push          (this project's plugin, lib30_ox_push_plugin.so, handing every
@@ -26,6 +27,10 @@ Scenarios
 Every setting is an environment variable (see DEFAULTS) or --name=value. Run as root
 (Dovecot's mail processes run as uid 5000+). Standard library only. Every Dovecot and
 receiver started here is stopped on exit, also on failure or SIGINT/SIGTERM.
+
+Arguments: --plugin=libox_push.so --relay=ox-push-relay [--out=DIR]
+  [--dovecot-config=ROOT/usr/lib/dovecot/dovecot-config --settings-module=libox_push_settings.so]
+  (bench/delivery.sh passes them; the plugin must be built for that Dovecot).
 """
 
 import json
@@ -297,6 +302,111 @@ class ReceiverProc:
 
 
 # --------------------------------------------------------------------------------------
+# Which Dovecot: the host's, or the one in a root made by `make dovecot-2.4`
+# (--dovecot-config=ROOT/usr/lib/dovecot/dovecot-config). The same mechanics as the Rust
+# tests' tests/support/env.rs: run directories under ROOT/tmp, configs written with the paths
+# Dovecot sees, and every Dovecot command (master, doveadm) started chrooted in a private
+# mount namespace that gives it /proc and shows the run's settings modules (the root's own
+# plus libox_push_settings.so) in its compiled-in settings directory. The pid namespace is
+# the host's: pids, /proc/<pid>/stat and perf work as for the host's Dovecot. Mounts vanish
+# with their namespace, that is with the last process of that Dovecot.
+# --------------------------------------------------------------------------------------
+
+DC_ROOT = None  # host path of the root, or None: the host's Dovecot
+DC_V24 = False  # Dovecot 2.4 or later: 2.4 configuration syntax and a settings module
+SETTINGS_MODULE = None  # libox_push_settings.so (2.4)
+MODULE_DIR = "/usr/lib/dovecot/modules"  # as Dovecot sees it
+CONFIG_SUFFIX = "/usr/lib/dovecot/dovecot-config"
+
+
+def use_dovecot(config, settings_module):
+    """Selects the Dovecot that a dovecot-config describes (None: the host's)."""
+    global DC_ROOT, DC_V24, SETTINGS_MODULE
+    if not config:
+        return
+    config = os.path.abspath(config)
+    if not config.endswith(CONFIG_SUFFIX):
+        sys.exit(f"--dovecot-config: {config} is not ROOT{CONFIG_SUFFIX}")
+    DC_ROOT = config[:-len(CONFIG_SUFFIX)] or None
+    with open(config) as f:
+        include = next((ln.split("=", 1)[1].strip().strip('"') for ln in f
+                        if ln.startswith("dovecot_pkgincludedir=")), "/usr/include/dovecot")
+    try:
+        with open(host_path(include) + "/config.h") as f:
+            config_h = f.read()
+    except OSError as e:
+        sys.exit(f"--dovecot-config: {e} (dovecot-dev)")
+    major = int(re.search(r"(?m)^#define DOVECOT_VERSION_MAJOR (\d+)", config_h).group(1))
+    minor = int(re.search(r"(?m)^#define DOVECOT_VERSION_MINOR (\d+)", config_h).group(1))
+    DC_V24 = (major, minor) >= (2, 4)
+    if DC_V24 and not DC_ROOT:
+        sys.exit("a Dovecot 2.4 on the host itself is not supported here: only one in a root "
+                 "(make dovecot-2.4)")
+    if DC_V24:
+        if not settings_module or not os.path.exists(settings_module):
+            sys.exit("--settings-module=PATH to libox_push_settings.so is required for Dovecot 2.4")
+        SETTINGS_MODULE = settings_module
+
+
+def host_path(inner):
+    """The host path of a path inside Dovecot's root."""
+    return os.path.join(DC_ROOT, inner.lstrip("/")) if DC_ROOT else inner
+
+
+def inner_path(path):
+    """The path Dovecot sees for a host path (inside its root)."""
+    if not DC_ROOT:
+        return path
+    rel = os.path.relpath(path, DC_ROOT)
+    if rel.startswith(".."):
+        raise RuntimeError(f"{path} is outside {DC_ROOT}")
+    return "/" + rel
+
+
+def user_ids(name):
+    """(uid, gid) of a user as Dovecot knows it (the root's /etc/passwd)."""
+    if not DC_ROOT:
+        pw = pwd.getpwnam(name)
+        return pw.pw_uid, pw.pw_gid
+    with open(host_path("/etc/passwd")) as f:
+        for ln in f:
+            fields = ln.rstrip("\n").split(":")
+            if len(fields) > 3 and fields[0] == name:
+                return int(fields[2]), int(fields[3])
+    raise KeyError(f"no user {name} in {host_path('/etc/passwd')}")
+
+
+def dovecot_command(t, program, *args):
+    """argv that runs a Dovecot program (as Dovecot sees it, or a name on its PATH) for the
+    run directory t (host path): on the host, or chrooted into the root in a private mount
+    namespace with /proc and t/settings as the settings module directory."""
+    if not DC_ROOT:
+        return [program, *args]
+    mounts = 'mount -t proc proc "$1/proc"'
+    if DC_V24:
+        mounts += f' && mount --bind "$2" "$1{MODULE_DIR}/settings"'
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            mounts + ' && r=$1 && shift 2 && exec chroot "$r" "$@"',
+            "sh", DC_ROOT, os.path.join(t, "settings"), program, *args]
+
+
+def mount_ns(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def pids_in_mount_ns(ns):
+    """Every process in a mount namespace (that of a root's Dovecot)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and mount_ns(d) == ns:
+            out.append(int(d))
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # Private Dovecot
 # --------------------------------------------------------------------------------------
 
@@ -315,40 +425,9 @@ def proc_stat(pid):
     return int(rest[1]), comm, int(rest[11]) + int(rest[12])
 
 
-class Dovecot:
-    def __init__(self, kind, url, users, plugin, keep_dir, tag, timeout_msecs, debug):
-        self.kind = kind
-        self.tag = tag
-        self.keep_dir = keep_dir
-        self.dir = tempfile.mkdtemp(prefix=f"oxbench-{tag}-")
-        t = self.dir
-        os.chmod(t, 0o755)
-        for sub in ("run", "state", "plugins", "home"):
-            os.makedirs(os.path.join(t, sub))
-        # The relay's spool: its user's, mode 0700.
-        self.spool = os.path.join(t, "spool")
-        os.makedirs(self.spool)
-        os.chmod(self.spool, 0o700)
-        relay_user = pwd.getpwnam("ox-push")
-        os.chown(self.spool, relay_user.pw_uid, relay_user.pw_gid)
-        mods = "/usr/lib/dovecot/modules"
-        for name in os.listdir(mods):
-            if name.endswith(".so"):
-                os.symlink(os.path.join(mods, name), os.path.join(t, "plugins", name))
-        shutil.copy(plugin, os.path.join(t, "plugins", "lib30_ox_push_plugin.so"))
-        self.users = users
-        lines = []
-        for i, u in enumerate(users):
-            home = os.path.join(t, "home", u)
-            os.makedirs(home)
-            os.chown(home, 5000 + i, 5000 + i)
-            lines.append(f"{u}:{{plain}}pw:{5000 + i}:{5000 + i}::{home}::")
-        with open(os.path.join(t, "users"), "w") as f:
-            f.write("\n".join(lines) + "\n")
-        self.lmtp_port = free_port()
-        plugins = {"a": "", "b": "notify push_notification",
-                   "c": "notify push_notification ox_push"}[kind]
-        conf = f"""base_dir = {t}/run
+def config_23(t, kind, lmtp_port, url, plugins, relay, spool, timeout_msecs, debug):
+    """dovecot.conf for Dovecot 2.3 (paths as Dovecot sees them)."""
+    conf = f"""base_dir = {t}/run
 state_dir = {t}/state
 instance_name = {os.path.basename(t)}
 log_path = {t}/dovecot.log
@@ -364,7 +443,7 @@ default_login_user = dovenull
 mail_location = {MAIL_LOCATION}
 mail_attribute_dict = file:%h/dovecot-attributes
 mail_plugin_dir = {t}/plugins
-mail_plugins = $mail_plugins {plugins}
+mail_plugins = $mail_plugins {" ".join(plugins)}
 passdb {{
   driver = passwd-file
   args = {t}/users
@@ -376,7 +455,7 @@ userdb {{
 service lmtp {{
   inet_listener lmtp {{
     address = 127.0.0.1
-    port = {self.lmtp_port}
+    port = {lmtp_port}
   }}
 }}
 service anvil {{
@@ -386,23 +465,162 @@ protocol imap {{
   imap_metadata = yes
 }}
 """
-        if kind == "b":
-            conf += f"plugin {{\n  push_notification_driver = ox:url={url} user_from_metadata timeout_msecs={timeout_msecs}\n}}\n"
-        elif kind == "c":
-            conf += (f"service ox-push {{\n  executable = {RELAY_BIN} --spool {self.spool} {RELAY_EXTRA}\n"
-                     "  user = ox-push\n  process_limit = 1\n  process_min_avail = 1\n  vsz_limit = 1G\n"
-                     "  unix_listener ox-push {\n    mode = 0660\n    group = $default_internal_group\n  }\n}\n")
-            conf += (f"plugin {{\n  push_notification_driver = ox:url={url} user_from_metadata "
-                     f"timeout_msecs={timeout_msecs} {OX_EXTRA}\n}}\n")
+    if kind == "b":
+        conf += f"plugin {{\n  push_notification_driver = ox:url={url} user_from_metadata timeout_msecs={timeout_msecs}\n}}\n"
+    elif kind == "c":
+        conf += relay_block(relay, spool, "$default_internal_group")
+        conf += (f"plugin {{\n  push_notification_driver = ox:url={url} user_from_metadata "
+                 f"timeout_msecs={timeout_msecs} {OX_EXTRA}\n}}\n")
+    return conf
+
+
+def config_24(t, kind, lmtp_port, url, plugins, relay, spool, timeout_msecs, debug):
+    """dovecot.conf for Dovecot 2.4 (tests/support/conf.rs's render_24). The driver block of
+    (b) and (c) sets http_client_request_timeout to TIMEOUT_MSECS, as timeout_msecs on 2.3
+    (2.4.1's own default is 60 s); the attempts stay at their default."""
+    driver, _, path = MAIL_LOCATION.partition(":")
+    conf = f"""dovecot_config_version = 2.4.1
+dovecot_storage_version = 2.4.1
+base_dir = {t}/run
+state_dir = {t}/state
+instance_name = {os.path.basename(t)}
+log_path = {t}/dovecot.log
+mail_debug = {"yes" if debug else "no"}
+listen = 127.0.0.1
+protocols = lmtp
+ssl = no
+auth_allow_cleartext = yes
+auth_mechanisms = plain
+first_valid_uid = 1000
+mail_driver = {driver}
+mail_path = {path}
+mail_attribute {{
+  dict file {{
+    path = %{{home}}/dovecot-attributes
+  }}
+}}
+mail_plugin_dir = {t}/plugins
+"""
+    if plugins:
+        conf += "mail_plugins {\n" + "".join(f"  {m} = yes\n" for m in plugins) + "}\n"
+    conf += f"""passdb passwd-file {{
+  passwd_file_path = {t}/users
+  default_password_scheme = PLAIN
+}}
+userdb passwd-file {{
+  passwd_file_path = {t}/users
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    listen = 127.0.0.1
+    port = {lmtp_port}
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+protocol imap {{
+  imap_metadata = yes
+}}
+"""
+    if kind in "bc":
+        if kind == "c":
+            conf += relay_block(relay, spool, "$SET:default_internal_group")
+        conf += (f"push_notification ox {{\n  ox_url = {url}\n  ox_user_from_metadata = yes\n"
+                 f"  http_client_request_timeout = {timeout_msecs}ms\n")
+        if kind == "c":
+            conf += "".join(f"  {line}\n" for line in ox_extra_24(OX_EXTRA))
+        conf += "}\n"
+    return conf
+
+
+def ox_extra_24(extra):
+    """OX_EXTRA (driver options in 2.3's form, e.g. "notification_id max_age=5m") as 2.4
+    block lines (the names of tests/support/conf.rs)."""
+    out = []
+    for token in extra.split():
+        k, _, v = token.partition("=")
+        if k == "notification_id":
+            out.append("ox_push_notification_id = yes")
+        elif k in ("folders", "events"):
+            out.append(f"ox_push_{k} = {v.replace(',', ' ')}")
+        elif k in ("max_age", "shutdown_timeout", "relay_socket"):
+            out.append(f"ox_push_{k} = {v}")
+        elif k == "cache_lifetime":
+            out.append(f"ox_cache_ttl = {v}")
+        elif k == "max_retries":
+            out.append(f"http_client_request_max_attempts = {int(v) + 1}")
+        else:
+            sys.exit(f"OX_EXTRA: no Dovecot 2.4 equivalent for {token!r}")
+    return out
+
+
+def relay_block(relay, spool, group):
+    return (f"service ox-push {{\n  executable = {relay} --spool {spool} {RELAY_EXTRA}\n"
+            "  user = ox-push\n  process_limit = 1\n  process_min_avail = 1\n  vsz_limit = 1G\n"
+            f"  unix_listener ox-push {{\n    mode = 0660\n    group = {group}\n  }}\n}}\n")
+
+
+class Dovecot:
+    def __init__(self, kind, url, users, plugin, keep_dir, tag, timeout_msecs, debug):
+        self.kind = kind
+        self.tag = tag
+        self.keep_dir = keep_dir
+        # In a root: under ROOT/tmp, where Dovecot sees it as /tmp/NAME.
+        self.dir = tempfile.mkdtemp(prefix=f"oxbench-{tag}-", dir=host_path("/tmp") if DC_ROOT else None)
+        t = self.dir
+        os.chmod(t, 0o755)
+        for sub in ("run", "state", "plugins", "home"):
+            os.makedirs(os.path.join(t, sub))
+        # The relay's spool: its user's, mode 0700.
+        self.spool = os.path.join(t, "spool")
+        os.makedirs(self.spool)
+        os.chmod(self.spool, 0o700)
+        os.chown(self.spool, *user_ids("ox-push"))
+        # The modules as Dovecot sees them, and ours.
+        for name in os.listdir(host_path(MODULE_DIR)):
+            if name.endswith(".so"):
+                os.symlink(os.path.join(MODULE_DIR, name), os.path.join(t, "plugins", name))
+        shutil.copy(plugin, os.path.join(t, "plugins", "lib30_ox_push_plugin.so"))
+        # 2.4: the settings modules the config process loads: the root's own (hard links)
+        # and ours; shown in place of the root's settings directory (dovecot_command).
+        if DC_V24:
+            settings = os.path.join(t, "settings")
+            os.makedirs(settings)
+            own = host_path(MODULE_DIR + "/settings")
+            for name in os.listdir(own):
+                if name != "libox_push_settings.so":
+                    os.link(os.path.join(own, name), os.path.join(settings, name))
+            shutil.copy(SETTINGS_MODULE, os.path.join(settings, "libox_push_settings.so"))
+        relay = RELAY_BIN
+        if DC_ROOT:  # the relay runs in the root too
+            relay = os.path.join(t, "ox-push-relay")
+            shutil.copy(RELAY_BIN, relay)
+        self.users = users
+        lines = []
+        for i, u in enumerate(users):
+            home = os.path.join(t, "home", u)
+            os.makedirs(home)
+            os.chown(home, 5000 + i, 5000 + i)
+            lines.append(f"{u}:{{plain}}pw:{5000 + i}:{5000 + i}::{inner_path(home)}::")
+        with open(os.path.join(t, "users"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.lmtp_port = free_port()
+        plugins = {"a": [], "b": ["notify", "push_notification"],
+                   "c": ["notify", "push_notification", "ox_push"]}[kind]
+        conf = (config_24 if DC_V24 else config_23)(
+            inner_path(t), kind, self.lmtp_port, url, plugins, inner_path(relay),
+            inner_path(self.spool), timeout_msecs, debug)
         self.conf = os.path.join(t, "dovecot.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
         self.master = None
+        self.ns = None  # in a root: the private mount namespace of this Dovecot
         self.children = set()
         STARTED.append(self)
         with open(os.path.join(t, "startup.err"), "w") as err:
-            r = subprocess.run(["dovecot", "-c", self.conf], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=err, timeout=30)
+            r = subprocess.run(dovecot_command(t, "dovecot", "-c", inner_path(self.conf)),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=30)
         if r.returncode != 0:
             raise RuntimeError(f"dovecot failed to start: {open(os.path.join(t, 'startup.err')).read()}")
         until = time.monotonic() + 15
@@ -410,6 +628,11 @@ protocol imap {{
             try:
                 with open(os.path.join(t, "run", "master.pid")) as f:
                     self.master = int(f.read().strip())
+                if DC_ROOT and self.ns is None:
+                    ns = mount_ns(self.master)
+                    # Never the host's namespace (stop() kills every process in it).
+                    if ns and ns != mount_ns(os.getpid()):
+                        self.ns = ns
                 with socket.create_connection(("127.0.0.1", self.lmtp_port), timeout=5) as s:
                     if s.recv(512):
                         break
@@ -423,7 +646,8 @@ protocol imap {{
                 self.doveadm(["mailbox", "metadata", "set", "-u", u, "-s", "", METADATA_KEY, f"user={i + 1}@1"])
 
     def doveadm(self, args):
-        r = subprocess.run(["doveadm", "-c", self.conf] + args, capture_output=True, text=True, timeout=30)
+        r = subprocess.run(dovecot_command(self.dir, "doveadm", "-c", inner_path(self.conf), *args),
+                           capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise RuntimeError(f"doveadm {args}: {r.stderr}")
         return r.stdout
@@ -476,6 +700,18 @@ protocol imap {{
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        if self.ns:
+            # In a root: whatever is left in this Dovecot's private mount namespace (its
+            # mounts vanish with the last of them); a second, then SIGKILL.
+            until = time.monotonic() + 1
+            while (left := pids_in_mount_ns(self.ns)) and time.monotonic() < until:
+                time.sleep(0.02)
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.ns = None
         self.master = None
         if self.keep_dir:
             shutil.copy(os.path.join(self.dir, "dovecot.log"),
@@ -972,10 +1208,12 @@ def report(cfg, results):
     og = results.get("outage")
     if og:
         runs = len(og["b"])
-        r0 = og["b"][0]
+        # How many messages a driver got delivered during the outage (a driver that blocks
+        # deliveries gets fewer through).
+        counts = ", ".join(f"({k}) {og[k][0]['n']}" for k in "bc")
         out.append(f"### Receiver down (port closed) for {cfg['OUTAGE_SECS']} s: burst of {cfg['OUTAGE_N']} "
-                   f"then 1 msg/s ({r0['n']} messages), then back up (wait ≤ {cfg['OUTAGE_WAIT']} s); "
-                   f"{runs} run(s)")
+                   f"then 1 msg/s (messages delivered during the outage in run 1: {counts}), then back up "
+                   f"(wait ≤ {cfg['OUTAGE_WAIT']} s); {runs} run(s)")
         rows = []
         for k in "bc":
             rs = og[k]
@@ -984,7 +1222,7 @@ def report(cfg, results):
             arrived = sum(r["arrived"] for r in rs)
             dups = sum(r["dup_subjects"] for r in rs)
             uid0 = sum(r["uid0"] for r in rs)
-            rows.append([f"({k}) {KINDS[k]}", fmt(m("mps"), 0), fmt(m("p50"), 2), fmt(m("p99"), 2),
+            rows.append([f"({k}) {KINDS[k]}", fmt(m("mps")), fmt(m("p50"), 2), fmt(m("p99"), 2),
                          fmt(m("max"), 1), f"{arrived}/{n} ({100.0 * arrived / n:.1f}%)",
                          f"{dups} ({100.0 * dups / n:.2f}%)", fmt(m("last_arrival_s"), 1), str(uid0)])
         out.append(table(["driver", "burst msg/s", "lat p50 ms", "lat p99 ms", "lat max ms", "arrived",
@@ -994,7 +1232,7 @@ def report(cfg, results):
 
 
 def targets(cfg, results):
-    out = ["### Targets (issue 3) for (c)"]
+    out = ["### Targets (issues 3 and 9) for (c)"]
     h, hg, og = results.get("healthy"), results.get("hang"), results.get("outage")
 
     def line(ok, text):
@@ -1040,6 +1278,7 @@ def main():
     plugin = None
     outdir = None
     relay = None
+    dovecot_config = settings_module = None
     for k in cfg:
         if k in os.environ:
             cfg[k] = type(DEFAULTS[k])(os.environ[k])
@@ -1051,6 +1290,10 @@ def main():
             relay = v
         elif k == "out":
             outdir = v
+        elif k == "dovecot-config":
+            dovecot_config = v
+        elif k == "settings-module":
+            settings_module = v
         elif k.upper() in cfg:
             cfg[k.upper()] = type(DEFAULTS[k.upper()])(v)
         else:
@@ -1066,9 +1309,9 @@ def main():
         sys.exit("--plugin=PATH to libox_push.so is required")
     if not RELAY_BIN or not os.path.exists(RELAY_BIN):
         sys.exit("--relay=PATH to ox-push-relay is required")
-    pwd.getpwnam("ox-push")
-    pwd.getpwnam("dovecot")
-    pwd.getpwnam("dovenull")
+    use_dovecot(dovecot_config, settings_module)
+    for user in ("ox-push", "dovecot", "dovenull"):
+        user_ids(user)
     outdir = outdir or tempfile.mkdtemp(prefix="delivery-bench-")
     os.makedirs(outdir, exist_ok=True)
 
@@ -1083,6 +1326,8 @@ def main():
     results = {}
     t_all = time.monotonic()
     log(f"config: {json.dumps(cfg)}; logs in {outdir}")
+    if DC_ROOT:
+        log(f"Dovecot {'2.4' if DC_V24 else '2.3'} in the root {DC_ROOT}")
     try:
         if "healthy" in scen:
             results["healthy"] = {k: [] for k in "abc"}
@@ -1102,7 +1347,8 @@ def main():
     finally:
         stop_all()
         with open(os.path.join(outdir, "results.json"), "w") as f:
-            json.dump({"config": cfg, "results": results}, f, indent=1)
+            json.dump({"config": cfg, "dovecot": {"root": DC_ROOT, "v24": DC_V24},
+                       "results": results}, f, indent=1)
     print()
     print(report(cfg, results))
     print(targets(cfg, results))

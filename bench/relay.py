@@ -168,6 +168,11 @@ def spooled_run():
 
 
 def main():
+    def on_signal(signum, _frame):  # bench/relay.sh's timeout sends SIGTERM: stop what runs
+        raise SystemExit(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     rows = []
     try:
         for i in range(CFG["RUNS"]):
