@@ -190,11 +190,7 @@ fn main() -> ExitCode {
     // A few arenas keep the address space small (Dovecot's vsz_limit).
     // SAFETY: mallopt before any thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
-    let threads = settings.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .min(4)
-    });
+    let threads = usize::from(settings.threads);
     let (core, listener) = match start(settings) {
         Ok(x) => x,
         Err(e) => {
