@@ -12,8 +12,10 @@
 //! - [`event`]: the new-mail event derived from an accepted notification (OX's properties).
 //! - [`push`]: the queue, payloads and the APNs / FCM v1 / legacy GCM senders over one
 //!   multiplexed HTTP/2 connection per provider.
-//! - [`store`]: subscriptions in SQLite behind the `Store` trait, plus the in-memory index the
-//!   notify path reads; the permanent-listener tables.
+//! - [`store`]: the durable state behind the `Store` trait, in SQLite (one node) or PostgreSQL
+//!   (several nodes), plus the in-memory index a single node's notify path reads.
+//! - [`cluster`]: heartbeats, listener leases and unfinished notifications of nodes sharing a
+//!   store.
 //! - [`listeners`]: permanent listeners (METADATA registration in Dovecot over IMAP) and the
 //!   credential storage.
 //! - [`recording`]: what arrived and what was pushed (bounded); [`faults`]: injected faults.
@@ -26,6 +28,7 @@
 //! - [`testpki`]: throw-away CA and certificates for tests, demos and the fakes.
 //! - [`tools`]: the command-line tools (`init-demo`, `device`, `load`, `pushusers`).
 
+pub mod cluster;
 pub mod config;
 pub mod event;
 pub mod fake;

@@ -13,7 +13,7 @@ use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::store::{now_ms, SqliteStore, Subscription};
+use crate::store::{now_ms, Subscription};
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
@@ -26,8 +26,9 @@ pub enum LoadCmd {
     /// Insert `users` subscriptions (user ids 1..=users in context 1, client
     /// open-xchange-mailapp, transport apn) into the database file.
     Seed {
+        /// A SQLite file or a `postgres://` URL.
         #[arg(long)]
-        db: PathBuf,
+        db: String,
         #[arg(long)]
         users: u32,
     },
@@ -95,7 +96,15 @@ fn cpu_seconds() -> f64 {
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     match args.cmd {
         LoadCmd::Seed { db, users } => {
-            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db)).await??;
+            let store = tokio::task::spawn_blocking(move || {
+                let target = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+                    crate::config::DbTarget::Postgres(db.as_str().into())
+                } else {
+                    crate::config::DbTarget::Sqlite(db.into())
+                };
+                crate::store::open(&target, 1)
+            })
+            .await??;
             let subs: Vec<Subscription> = (1..=users as i32)
                 .map(|u| Subscription {
                     context_id: 1,

@@ -1,0 +1,352 @@
+//! The cluster tables in the same portable SQL as [`super::sql`]: sessions, live credentials,
+//! notification claims (the outbox), node heartbeats, listener leases and reconcile requests.
+//!
+//! Races between nodes are settled by single statements: a claim is an `INSERT … ON CONFLICT
+//! DO NOTHING` (the primary key decides who pushes), a lease moves only by an upsert whose
+//! `WHERE leases.expires_ms < now` is re-checked under the row lock, and orphaned claims move
+//! by one `UPDATE` that re-checks the owner's liveness.
+
+use super::schema::{DONE, PENDING};
+use super::sql::{p, Backend, SqlStore};
+use super::{LeaseRow, NodeRow, PendingClaim, SessionRow, Shared, StoreError, StoredCredential};
+
+const SESSION_COLS: &str = "id, secret_sha256, hash, login, user_id, context_id, client, client_given, created_ms, last_used_ms";
+
+impl<B: Backend> Shared for SqlStore<B> {
+    fn put_session(&self, s: &SessionRow) -> Result<(), StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                &format!(
+                    "INSERT INTO sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+                ),
+                p![
+                    &s.id,
+                    &s.secret_sha256,
+                    &s.hash,
+                    &s.login,
+                    s.user_id,
+                    s.context_id,
+                    &s.client,
+                    s.client_given,
+                    s.created_ms,
+                    s.last_used_ms
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        self.b.auto(|c| {
+            let rows = c.query(
+                &format!("SELECT {SESSION_COLS} FROM sessions WHERE id=$1"),
+                p![id],
+            )?;
+            Ok(rows.first().map(|r| SessionRow {
+                id: r[0].text(),
+                secret_sha256: r[1].text(),
+                hash: r[2].text(),
+                login: r[3].text(),
+                user_id: r[4].i32(),
+                context_id: r[5].i32(),
+                client: r[6].text(),
+                client_given: r[7].i32() != 0,
+                created_ms: r[8].i64(),
+                last_used_ms: r[9].i64(),
+            }))
+        })
+    }
+
+    fn touch_session(&self, id: &str, last_used_ms: i64) -> Result<(), StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "UPDATE sessions SET last_used_ms=$1 WHERE id=$2",
+                p![last_used_ms, id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn remove_session(&self, id: &str) -> Result<bool, StoreError> {
+        self.b.auto(|c| {
+            c.exec("DELETE FROM sessions WHERE id=$1", p![id])
+                .map(|n| n > 0)
+        })
+    }
+
+    fn prune_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "DELETE FROM sessions WHERE last_used_ms < $1 OR created_ms < $2",
+                p![idle_before, created_before],
+            )
+        })
+    }
+
+    fn put_live_credential(
+        &self,
+        cid: i32,
+        uid: i32,
+        cred: &StoredCredential,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.put_cred("live_credentials", cid, uid, cred, Some(expires_ms))
+    }
+
+    fn live_credential(
+        &self,
+        cid: i32,
+        uid: i32,
+        now_ms: i64,
+    ) -> Result<Option<StoredCredential>, StoreError> {
+        self.get_cred("live_credentials", cid, uid, Some(now_ms))
+    }
+
+    fn delete_live_credential(&self, cid: i32, uid: i32) -> Result<(), StoreError> {
+        self.delete_cred("live_credentials", cid, uid)
+    }
+
+    fn claim(&self, id: &str, node: &str, event: &str, now_ms: i64) -> Result<bool, StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "INSERT INTO notification_claims (id, node_id, state, event, claimed_ms)
+                 VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
+                p![id, node, PENDING, event, now_ms],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    fn release_claim(&self, id: &str, node: &str) -> Result<(), StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "DELETE FROM notification_claims WHERE id=$1 AND node_id=$2 AND state=$3",
+                p![id, node, PENDING],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn finish_claim(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "UPDATE notification_claims SET state=$1, done_ms=$2, event='' WHERE id=$3",
+                p![DONE, now_ms, id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn take_orphan_claims(
+        &self,
+        node: &str,
+        dead_before: i64,
+        started_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<PendingClaim>, StoreError> {
+        self.b.auto(|c| {
+            Ok(c.query(
+                "UPDATE notification_claims SET node_id=$1, claimed_ms=$2
+                 WHERE state=$3 AND (node_id NOT IN (SELECT node_id FROM nodes WHERE heartbeat_ms >= $4)
+                                     OR (node_id=$1 AND claimed_ms < $5))
+                 RETURNING id, event",
+                p![node, now_ms, PENDING, dead_before, started_ms],
+            )?
+            .iter()
+            .map(|r| PendingClaim {
+                id: r[0].text(),
+                event: r[1].text(),
+            })
+            .collect())
+        })
+    }
+
+    fn purge_claims(&self, before: i64) -> Result<u64, StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "DELETE FROM notification_claims WHERE state=$1 AND done_ms < $2",
+                p![DONE, before],
+            )
+        })
+    }
+
+    fn heartbeat(&self, n: &NodeRow) -> Result<(), StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "INSERT INTO nodes (node_id, http_addr, admin_addr, started_ms, heartbeat_ms) VALUES ($1,$2,$3,$4,$5)
+                 ON CONFLICT (node_id) DO UPDATE SET http_addr=excluded.http_addr, admin_addr=excluded.admin_addr,
+                 started_ms=excluded.started_ms, heartbeat_ms=excluded.heartbeat_ms",
+                p![&n.node_id, &n.http_addr, &n.admin_addr, n.started_ms, n.heartbeat_ms],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
+        self.b.auto(|c| {
+            Ok(c.query(
+                "SELECT node_id, http_addr, admin_addr, started_ms, heartbeat_ms FROM nodes ORDER BY node_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| NodeRow {
+                node_id: r[0].text(),
+                http_addr: r[1].text(),
+                admin_addr: r[2].text(),
+                started_ms: r[3].i64(),
+                heartbeat_ms: r[4].i64(),
+            })
+            .collect())
+        })
+    }
+
+    fn leave(&self, node: &str) -> Result<(), StoreError> {
+        self.b.tx(|c| {
+            c.exec("DELETE FROM leases WHERE node_id=$1", p![node])?;
+            c.exec("DELETE FROM reconcile_requests WHERE node_id=$1", p![node])?;
+            c.exec("DELETE FROM nodes WHERE node_id=$1", p![node])
+                .map(|_| ())
+        })
+    }
+
+    fn renew_leases(&self, node: &str, expires_ms: i64) -> Result<(), StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "UPDATE leases SET expires_ms=$1 WHERE node_id=$2",
+                p![expires_ms, node],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn acquire_leases(
+        &self,
+        node: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<Vec<(i32, i32, Option<String>)>, StoreError> {
+        self.b.tx(|c| {
+            // Registered users without a live lease, and expired leases (a user whose last
+            // registration went while its owner died still needs its METADATA NIL).
+            let candidates = c.query(
+                "SELECT r.context_id, r.user_id, l.node_id FROM registered_push r
+                   LEFT JOIN leases l ON l.context_id = r.context_id AND l.user_id = r.user_id
+                   WHERE l.node_id IS NULL OR l.expires_ms < $1
+                 UNION
+                 SELECT context_id, user_id, node_id FROM leases WHERE expires_ms < $1",
+                p![now_ms],
+            )?;
+            let mut taken = Vec::new();
+            for r in candidates {
+                let (cid, uid, prev) = (r[0].i32(), r[1].i32(), r[2].opt_text());
+                let got = c.query(
+                    "INSERT INTO leases (context_id, user_id, node_id, expires_ms, asserted) VALUES ($1,$2,$3,$4,0)
+                     ON CONFLICT (context_id, user_id) DO UPDATE SET node_id=excluded.node_id,
+                     expires_ms=excluded.expires_ms, asserted=0 WHERE leases.expires_ms < $5
+                     RETURNING context_id",
+                    p![cid, uid, node, expires_ms, now_ms],
+                )?;
+                if !got.is_empty() && !taken.iter().any(|t: &(i32, i32, _)| (t.0, t.1) == (cid, uid)) {
+                    taken.push((cid, uid, prev));
+                }
+            }
+            Ok(taken)
+        })
+    }
+
+    fn lease_owner(
+        &self,
+        cid: i32,
+        uid: i32,
+        node: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<String, StoreError> {
+        self.b.tx(|c| {
+            c.exec(
+                "INSERT INTO leases (context_id, user_id, node_id, expires_ms, asserted) VALUES ($1,$2,$3,$4,0)
+                 ON CONFLICT (context_id, user_id) DO UPDATE SET node_id=excluded.node_id,
+                 expires_ms=excluded.expires_ms, asserted=0 WHERE leases.expires_ms < $5",
+                p![cid, uid, node, expires_ms, now_ms],
+            )?;
+            Ok(c.query(
+                "SELECT node_id FROM leases WHERE context_id=$1 AND user_id=$2",
+                p![cid, uid],
+            )?[0][0]
+                .text())
+        })
+    }
+
+    fn release_lease(&self, cid: i32, uid: i32, node: &str) -> Result<(), StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "DELETE FROM leases WHERE context_id=$1 AND user_id=$2 AND node_id=$3 AND NOT EXISTS
+                 (SELECT 1 FROM registered_push r WHERE r.context_id=$1 AND r.user_id=$2)",
+                p![cid, uid, node],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        self.b.auto(|c| {
+            Ok(c.query(
+                "SELECT context_id, user_id, node_id, expires_ms, asserted FROM leases ORDER BY 1, 2",
+                &[],
+            )?
+            .iter()
+            .map(|r| LeaseRow {
+                context_id: r[0].i32(),
+                user_id: r[1].i32(),
+                node_id: r[2].text(),
+                expires_ms: r[3].i64(),
+                asserted: r[4].i32() != 0,
+            })
+            .collect())
+        })
+    }
+
+    fn set_asserted(
+        &self,
+        cid: i32,
+        uid: i32,
+        node: &str,
+        asserted: bool,
+    ) -> Result<(), StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "UPDATE leases SET asserted=$1 WHERE context_id=$2 AND user_id=$3 AND node_id=$4",
+                p![asserted, cid, uid, node],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn request_reconcile(
+        &self,
+        owner: &str,
+        cid: i32,
+        uid: i32,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "INSERT INTO reconcile_requests (node_id, context_id, user_id, why) VALUES ($1,$2,$3,$4)",
+                p![owner, cid, uid, why],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn take_reconcile_requests(&self, node: &str) -> Result<Vec<(i32, i32, String)>, StoreError> {
+        self.b.auto(|c| {
+            Ok(c.query(
+                "DELETE FROM reconcile_requests WHERE node_id=$1 RETURNING context_id, user_id, why",
+                p![node],
+            )?
+            .iter()
+            .map(|r| (r[0].i32(), r[1].i32(), r[2].text()))
+            .collect())
+        })
+    }
+}
