@@ -370,4 +370,6 @@ pub fn new_mail(user: &str, uid: u32) -> String {
     .to_string()
 }
 
+pub mod pg;
+
 pub const APNS_TOKEN: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
