@@ -72,6 +72,14 @@ pub struct Login {
 
 impl Harness {
     pub async fn start(opts: Opts) -> Harness {
+        let mut h = Harness::prepare(opts).await;
+        h.start_server().await;
+        h
+    }
+
+    /// The configuration directory and the fakes, without a middleware (tests that run the
+    /// middleware as processes start them themselves).
+    pub async fn prepare(opts: Opts) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let pki = testpki::TestPki::generate().expect("pki");
@@ -147,7 +155,7 @@ impl Harness {
             .default_headers(bearer)
             .build()
             .unwrap();
-        let mut h = Harness {
+        Harness {
             dir,
             fakes,
             server: None,
@@ -155,9 +163,7 @@ impl Harness {
             admin_http,
             admin_token,
             opts,
-        };
-        h.start_server().await;
-        h
+        }
     }
 
     pub async fn start_server(&mut self) {
@@ -370,6 +376,7 @@ pub fn new_mail(user: &str, uid: u32) -> String {
     .to_string()
 }
 
+pub mod cluster;
 pub mod pg;
 
 pub const APNS_TOKEN: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";

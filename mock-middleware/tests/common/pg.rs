@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 pub struct Postgres {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    ctl: Ctl,
+}
+
+/// What `pg_ctl` needs, cloneable so that a restart can run on another thread while the test
+/// keeps sending.
+#[derive(Clone)]
+pub struct Ctl {
+    path: PathBuf,
+    port: u16,
     bin: PathBuf,
     user: Option<(u32, u32)>,
 }
@@ -62,14 +71,19 @@ impl Postgres {
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
         }
+        let port = free_port();
         let pg = Postgres {
-            port: free_port(),
-            bin: bin_dir(),
-            user,
+            port,
+            ctl: Ctl {
+                path: dir.path().to_path_buf(),
+                port,
+                bin: bin_dir(),
+                user,
+            },
             dir,
         };
-        let data = pg.data();
-        let o = pg.run(
+        let data = pg.ctl.data();
+        let o = pg.ctl.run(
             "initdb",
             &[
                 "-D",
@@ -88,7 +102,7 @@ impl Postgres {
             String::from_utf8_lossy(&o.stderr)
         );
         pg.start_server();
-        let o = pg.run(
+        let o = pg.ctl.run(
             "createdb",
             &[
                 "-h",
@@ -108,63 +122,23 @@ impl Postgres {
         pg
     }
 
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        let mut c = Command::new(self.bin.join(program));
-        c.args(args).current_dir(self.dir.path()).env("LC_ALL", "C");
-        if let Some((uid, gid)) = self.user {
-            c.uid(uid).gid(gid);
-        }
-        c.output().unwrap()
-    }
-
-    /// Starts the server (after [`Postgres::stop`] too) and waits until it accepts connections.
+    /// Starts the server again after [`Postgres::stop`] and waits until it accepts connections.
     pub fn start_server(&self) {
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c max_connections=200",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("postgres.log");
-        let o = self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data().to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ],
-        );
-        assert!(
-            o.status.success(),
-            "pg_ctl start: {}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            self.log()
-        );
+        self.ctl.start_server()
     }
 
     /// Stops the server at once (connections are cut, as in a crash or a failover).
     pub fn stop(&self) {
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data().to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+        self.ctl.stop()
+    }
+
+    /// A handle that can stop and start the server from another thread.
+    pub fn ctl(&self) -> Ctl {
+        self.ctl.clone()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.ctl.run(program, args)
     }
 
     pub fn log(&self) -> String {
@@ -242,5 +216,68 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+impl Ctl {
+    fn data(&self) -> PathBuf {
+        self.path.as_path().join("data")
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        let mut c = Command::new(self.bin.join(program));
+        c.args(args)
+            .current_dir(self.path.as_path())
+            .env("LC_ALL", "C");
+        if let Some((uid, gid)) = self.user {
+            c.uid(uid).gid(gid);
+        }
+        c.output().unwrap()
+    }
+
+    /// Starts the server (after [`Postgres::stop`] too) and waits until it accepts connections.
+    pub fn start_server(&self) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c max_connections=200",
+            self.port,
+            self.path.as_path().display()
+        );
+        let log = self.path.as_path().join("postgres.log");
+        let o = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "pg_ctl start: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server at once (connections are cut, as in a crash or a failover).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
     }
 }

@@ -1,0 +1,184 @@
+//! Three mock-middleware nodes (processes) over one private PostgreSQL (issue 12): any node
+//! takes any request, a notification id is pushed once across the cluster, and a PostgreSQL
+//! restart loses nothing that was accepted.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+use common::{new_mail, Opts, APNS_TOKEN};
+use serde_json::Value;
+
+const FCM_TOKEN: &str = "fcm-device-of-alice";
+
+fn opts() -> Opts {
+    Opts {
+        fcm: true,
+        ..Opts::default()
+    }
+}
+
+/// The `imap-uid` of a push the fake APNs received (from the `cid` `default0/INBOX:<uid>`).
+fn uid_of(req: &Value) -> String {
+    let body = match &req["body"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+        v => v.clone(),
+    };
+    body["cid"]
+        .as_str()
+        .unwrap_or("")
+        .rsplit(':')
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_on_node1_subscribe_on_node2_notify_node3_pushes_once_per_device() {
+    let c = Cluster::start(3, opts()).await;
+    let l = c.session(0, "alice", "pw-alice").await;
+    c.subscribe(1, &l, APNS_TOKEN, "apn").await;
+    c.subscribe(1, &l, FCM_TOKEN, "gcm").await;
+    // The same device again through node 3 under an alias: still one subscription.
+    c.subscribe(2, &l, APNS_TOKEN, "apns").await;
+    let (status, v) = c.notify(2, &new_mail("3@1", 41), None).await;
+    assert_eq!(status, 200, "{v}");
+    let apns = c.wait_fake("apns", 1, Duration::from_secs(5)).await;
+    let fcm = c.wait_fake("fcm", 1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        c.fake("apns").await.len(),
+        1,
+        "one APNs push: {apns:?}\n{}",
+        c.logs()
+    );
+    assert_eq!(fcm.len(), 1, "one FCM push: {fcm:?}");
+    assert_eq!(apns[0]["token"], APNS_TOKEN);
+    // Every node shows the cluster's subscriptions.
+    for i in 0..3 {
+        let subs = c.admin(i, "/mock/subscriptions").await;
+        assert_eq!(subs.as_array().map(Vec::len), Some(2), "node {i}: {subs}");
+    }
+    // /metrics is per node: only node 3 accepted the notification.
+    let mut accepted = Vec::new();
+    for n in &c.nodes {
+        let t = c.h.http.get(n.admin_url("/metrics")).send().await.unwrap();
+        let t = t.text().await.unwrap();
+        accepted.push(t.contains("mock_notifications_total{result=\"accepted\"} 1"));
+    }
+    assert_eq!(accepted, [false, false, true]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_notification_id_sent_to_three_nodes_at_once_is_pushed_once() {
+    let c = Cluster::start(3, opts()).await;
+    let l = c.session(0, "alice", "pw-alice").await;
+    c.subscribe(0, &l, APNS_TOKEN, "apn").await;
+    for round in 0..5u32 {
+        let id = format!("5e0c2a7e-0000-4000-8000-00000000000{round}");
+        let body = new_mail("3@1", 100 + round);
+        let (a, b, d) = tokio::join!(
+            c.notify(0, &body, Some(&id)),
+            c.notify(1, &body, Some(&id)),
+            c.notify(2, &body, Some(&id)),
+        );
+        for (status, v) in [&a, &b, &d] {
+            assert_eq!(*status, 200, "round {round}: {v}");
+        }
+    }
+    c.wait_fake("apns", 5, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pushes = c.fake("apns").await;
+    let mut per_uid: HashMap<String, usize> = HashMap::new();
+    for p in &pushes {
+        *per_uid.entry(uid_of(p)).or_default() += 1;
+    }
+    assert_eq!(
+        pushes.len(),
+        5,
+        "one push per notification id: {per_uid:?}\n{}",
+        c.logs()
+    );
+    assert!(per_uid.values().all(|n| *n == 1), "{per_uid:?}");
+    // The nodes recorded one accepted and two duplicates per round.
+    let mut results: HashMap<String, usize> = HashMap::new();
+    for i in 0..3 {
+        for n in c.admin(i, "/mock/notifications").await.as_array().unwrap() {
+            *results
+                .entry(n["result"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(results.get("accepted"), Some(&5), "{results:?}");
+    assert_eq!(results.get("duplicate"), Some(&10), "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_while_notifications_flow_loses_nothing_and_doubles_nothing() {
+    const N: u32 = 60;
+    let c = Cluster::start(3, opts()).await;
+    let l = c.session(0, "alice", "pw-alice").await;
+    c.subscribe(1, &l, APNS_TOKEN, "apn").await;
+    // What the relay does: every notification has an id and is retried (same id, next node)
+    // until a node answers 200; 5xx and transport errors are retried, bounded in time.
+    let sender = async {
+        let mut refused = 0usize;
+        for n in 0..N {
+            let id = format!("7b1d0c3e-0000-4000-8000-{n:012}");
+            let body = new_mail("3@1", 1000 + n);
+            let end = Instant::now() + Duration::from_secs(40);
+            let mut node = n as usize;
+            loop {
+                let (status, v) = c.notify(node % 3, &body, Some(&id)).await;
+                if status == 200 {
+                    break;
+                }
+                assert!(
+                    status == 0 || status >= 500,
+                    "notification {n}: {status} {v}"
+                );
+                refused += 1;
+                assert!(Instant::now() < end, "notification {n} never accepted: {v}");
+                node += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        refused
+    };
+    let ctl = c.pg.ctl();
+    let restart = async {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        tokio::task::spawn_blocking(move || {
+            ctl.stop();
+            std::thread::sleep(Duration::from_millis(1500));
+            ctl.start_server();
+        })
+        .await
+        .unwrap();
+    };
+    let (refused, ()) = tokio::join!(sender, restart);
+    assert!(
+        refused > 0,
+        "the restart fell between notifications: nothing was tested"
+    );
+    c.wait_fake("apns", N as usize, Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pushes = c.fake("apns").await;
+    let mut per_uid: HashMap<String, usize> = HashMap::new();
+    for p in &pushes {
+        *per_uid.entry(uid_of(p)).or_default() += 1;
+    }
+    let missing: Vec<u32> = (0..N)
+        .filter(|n| !per_uid.contains_key(&(1000 + n).to_string()))
+        .collect();
+    let doubled: Vec<_> = per_uid.iter().filter(|(_, k)| **k > 1).collect();
+    assert!(
+        missing.is_empty() && doubled.is_empty(),
+        "missing {missing:?}, doubled {doubled:?} ({refused} answers were 5xx or no answer)\n{}",
+        c.logs()
+    );
+}
