@@ -246,3 +246,48 @@ impl Cluster {
             .collect()
     }
 }
+
+/// A TCP balancer on loopback in front of the nodes, as an operator would put one: each new
+/// connection goes to the next backend that accepts it (a dead node is skipped). Runs on the
+/// test's runtime, so it stops with the test.
+pub struct Balancer {
+    pub addr: SocketAddr,
+    backends: std::sync::Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+}
+
+impl Balancer {
+    pub async fn start() -> Balancer {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let backends: std::sync::Arc<std::sync::Mutex<Vec<SocketAddr>>> = Default::default();
+        let b2 = backends.clone();
+        tokio::spawn(async move {
+            let mut next = 0usize;
+            while let Ok((mut inbound, _)) = l.accept().await {
+                let list = b2.lock().unwrap().clone();
+                next += 1;
+                let start = next;
+                tokio::spawn(async move {
+                    for k in 0..list.len() {
+                        let to = list[(start + k) % list.len()];
+                        let conn = tokio::time::timeout(
+                            Duration::from_millis(500),
+                            tokio::net::TcpStream::connect(to),
+                        )
+                        .await;
+                        if let Ok(Ok(mut out)) = conn {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Balancer { addr, backends }
+    }
+
+    /// Sends new connections to the public listeners of these nodes.
+    pub fn route_to(&self, nodes: &[Node]) {
+        *self.backends.lock().unwrap() = nodes.iter().map(|n| n.http).collect();
+    }
+}
