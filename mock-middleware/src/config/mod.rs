@@ -398,6 +398,11 @@ mod tests {
         assert_eq!(l.public.max_header_bytes, dl.public.max_header_bytes);
         assert_eq!(l.public.max_body_bytes, dl.public.max_body_bytes);
         assert_eq!(l.admin.max_connections, dl.admin.max_connections);
+        let (c, dc) = (&s.cluster, &d.cluster);
+        assert_eq!(c.lease, dc.lease);
+        assert_eq!(c.heartbeat, dc.heartbeat);
+        assert_eq!(c.dedup_keep, dc.dedup_keep);
+        assert_eq!(c.pool_size, dc.pool_size);
         let (g, dg) = (&s.login, &d.login);
         assert_eq!(g.throttle.free, dg.throttle.free);
         assert_eq!(g.throttle.base, dg.throttle.base);
