@@ -7,7 +7,10 @@
 //! - expired leases (their owner stopped renewing: it died or lost the database), and re-asserts
 //!   METADATA for each, so a dead node's users move within lease + heartbeat;
 //! - unfinished notification claims of dead nodes (and of its own earlier run), whose pushes it
-//!   sends: a notification answered 200 is pushed even if the node that accepted it dies.
+//!   sends: a notification answered 200 is pushed even if the node that accepted it dies;
+//! - its own unfinished claims older than a lease that no job of it holds (the database
+//!   committed a claim but the answer was lost, so the request was answered 503 and its retry
+//!   dropped as a repeat).
 //!
 //! Taking from another node waits until this node has itself heartbeaten without a gap for a
 //! whole lease period: after a database outage every node gets the chance to renew first, so a
@@ -26,7 +29,7 @@ use crate::event::MailEvent;
 use crate::listeners::Listeners;
 use crate::push::{ClaimTicket, PushJob};
 use crate::store::index::blocking;
-use crate::store::{now_ms, NodeRow, Store, Subscriptions};
+use crate::store::{now_ms, NodeRow, PendingClaim, Store, Subscriptions};
 
 /// This node: its id and what it knows about its own health.
 pub struct Node {
@@ -150,6 +153,7 @@ pub struct Parts {
     pub subs: Subscriptions,
     pub queue: mpsc::Sender<PushJob>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub inflight: crate::push::Inflight,
 }
 
 /// Runs the heartbeat loop until `stop`; then leaves the cluster (its leases go at once).
@@ -192,6 +196,9 @@ async fn take_over(p: &Parts, first: bool) {
     let steal = n.may_take();
     let keep = n.settings.dedup_keep.as_millis() as i64;
     let listeners = p.listeners.enabled();
+    // Claims of this node that none of its jobs holds (taken before the query, so that a claim
+    // finishing meanwhile is not mistaken for an orphan; retake_claim re-checks it).
+    let held = p.inflight.lock().expect("inflight lock").clone();
     let r = blocking(&n.store, move |st| {
         // At start-up: this node's own leases from an earlier run are re-asserted.
         let own: Vec<(i32, i32, Option<String>)> = if first && listeners {
@@ -208,11 +215,18 @@ async fn take_over(p: &Parts, first: bool) {
         } else {
             Vec::new()
         };
-        let claims = if steal {
+        let mut claims = if steal {
             st.take_orphan_claims(&id, now - lease, started, now)?
         } else {
             Vec::new()
         };
+        for c in st.own_pending_claims(&id, now - lease)? {
+            if !held.contains(&c) {
+                if let Some(event) = st.retake_claim(&c, &id, now)? {
+                    claims.push(PendingClaim { id: c, event });
+                }
+            }
+        }
         st.purge_claims(now - keep)?;
         Ok((own, leases, claims))
     })
@@ -254,7 +268,7 @@ async fn take_over(p: &Parts, first: bool) {
             received: std::time::Instant::now(),
             event: Arc::new(event),
             subs,
-            claim: Some(ClaimTicket::new(c.id, n.store.clone())),
+            claim: Some(ClaimTicket::new(c.id, n.store.clone(), &p.inflight)),
         };
         if p.queue.send(job).await.is_err() {
             return;

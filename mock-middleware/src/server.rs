@@ -244,6 +244,7 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
         listeners: listeners.clone(),
         branding,
         node: node_id.clone(),
+        inflight: crate::push::Inflight::default(),
     });
     let node = Arc::new(crate::cluster::Node::new(
         node_id,
@@ -260,6 +261,7 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
             subs: state.subs.clone(),
             queue: state.queue.clone(),
             metrics: state.metrics.clone(),
+            inflight: state.inflight.clone(),
         },
         rx.clone(),
     ));

@@ -182,3 +182,48 @@ async fn postgres_restarted_while_notifications_flow_loses_nothing_and_doubles_n
         c.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_committed_while_its_node_heard_an_error_is_still_pushed_once() {
+    let c = Cluster::start(1, opts()).await;
+    let l = c.session(0, "alice", "pw-alice").await;
+    c.subscribe(0, &l, APNS_TOKEN, "apn").await;
+    // What the database leaves behind when it commits a claim and then dies before the node
+    // reads the answer: an unfinished claim of this node that none of its jobs holds. The
+    // node answered 503, so the sender's retry is a duplicate and is not pushed.
+    let event = r#"{"context_id":1,"user_id":3,"folder":"INBOX","uid":777,"from":null,"email":null,"displayname":"Bob","subject":"Lost answer","unread":1}"#;
+    // Claimed after the node started (so not a claim of an earlier run of it).
+    let claimed = common::cluster::now_ms();
+    tokio::task::block_in_place(|| {
+        c.pg.psql("mm", &format!(
+            "INSERT INTO notification_claims (id, node_id, state, event, claimed_ms) VALUES ('orphan-1', 'node1', 0, '{event}', {claimed})"
+        ))
+    });
+    let (status, v) = c.notify(0, &new_mail("3@1", 777), Some("orphan-1")).await;
+    assert_eq!(
+        (status, &v["success"]),
+        (200, &Value::Bool(true)),
+        "a duplicate: {v}"
+    );
+    let pushes = c.wait_fake("apns", 1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(2 * common::cluster::HEARTBEAT_MS)).await;
+    let pushes = if pushes.len() == 1 {
+        c.fake("apns").await
+    } else {
+        pushes
+    };
+    assert_eq!(
+        pushes.len(),
+        1,
+        "pushed once by the node's sweep\n{}",
+        c.logs()
+    );
+    assert_eq!(uid_of(&pushes[0]), "777");
+    let state = tokio::task::block_in_place(|| {
+        c.pg.psql(
+            "mm",
+            "SELECT state FROM notification_claims WHERE id='orphan-1'",
+        )
+    });
+    assert_eq!(state.trim(), "1", "marked done");
+}

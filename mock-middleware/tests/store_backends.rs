@@ -309,6 +309,33 @@ fn orphaned_claims_move_to_a_live_node(open: Open) {
     let mut ids: Vec<_> = again.iter().map(|c| c.id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["x", "y"]);
+    // A claim committed while its node heard only an error: found as the node's own old
+    // unfinished claim, confirmed once, not after it is done.
+    st.claim("w", "live", "{\"w\":1}", 11_000).unwrap();
+    assert_eq!(
+        st.own_pending_claims("live", 11_000).unwrap().len(),
+        2,
+        "x and y, not w yet"
+    );
+    assert!(st
+        .own_pending_claims("live", 12_000)
+        .unwrap()
+        .contains(&"w".to_string()));
+    assert_eq!(
+        st.retake_claim("w", "live", 12_000).unwrap().as_deref(),
+        Some("{\"w\":1}")
+    );
+    assert_eq!(
+        st.retake_claim("w", "other", 12_000).unwrap(),
+        None,
+        "only its own"
+    );
+    st.finish_claim("w", 12_500).unwrap();
+    assert_eq!(
+        st.retake_claim("w", "live", 13_000).unwrap(),
+        None,
+        "done is done"
+    );
 }
 
 fn leases_have_one_owner_and_move_when_expired(open: Open) {

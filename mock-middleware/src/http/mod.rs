@@ -45,6 +45,8 @@ pub struct AppState {
     pub admin_token: crate::config::Secret,
     /// This node's id in the cluster (the owner named in claims and leases).
     pub node: String,
+    /// The notification claims this node's jobs hold.
+    pub inflight: crate::push::Inflight,
 }
 
 pub type State = Arc<AppState>;

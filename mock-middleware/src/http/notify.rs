@@ -334,7 +334,11 @@ async fn handle(
             })
             .await;
             match claimed {
-                Ok(true) => Some(crate::push::ClaimTicket::new(id, s.subs.store().clone())),
+                Ok(true) => Some(crate::push::ClaimTicket::new(
+                    id,
+                    s.subs.store().clone(),
+                    &s.inflight,
+                )),
                 Ok(false) => {
                     rec.note = Some("X-Notification-Id seen before: pushed once, by the first node that accepted it");
                     return ("duplicate", success());

@@ -60,18 +60,35 @@ pub fn targets(subs: Vec<Arc<Subscription>>) -> Vec<Arc<Subscription>> {
 pub struct ClaimTicket {
     id: String,
     store: Arc<dyn crate::store::Store>,
+    inflight: Inflight,
 }
 
+/// The claim ids this node's jobs hold (queued, pushing, or being marked done). An unfinished
+/// claim of this node that is not in here was orphaned (its answer from the database was lost,
+/// or its marking gave up) and is sent again by [`crate::cluster`].
+pub type Inflight = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
 impl ClaimTicket {
-    pub fn new(id: String, store: Arc<dyn crate::store::Store>) -> ClaimTicket {
-        ClaimTicket { id, store }
+    pub fn new(
+        id: String,
+        store: Arc<dyn crate::store::Store>,
+        inflight: &Inflight,
+    ) -> ClaimTicket {
+        inflight.lock().expect("inflight lock").insert(id.clone());
+        ClaimTicket {
+            id,
+            store,
+            inflight: inflight.clone(),
+        }
     }
 }
 
 impl Drop for ClaimTicket {
     fn drop(&mut self) {
         let (id, store) = (std::mem::take(&mut self.id), self.store.clone());
+        let inflight = self.inflight.clone();
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            inflight.lock().expect("inflight lock").remove(&id);
             return;
         };
         rt.spawn(async move {
@@ -82,7 +99,7 @@ impl Drop for ClaimTicket {
                 })
                 .await;
                 match r {
-                    Ok(()) => return,
+                    Ok(()) => break,
                     Err(e) if attempt == 0 => {
                         tracing::warn!(id = %id, error = %e, "notification not yet marked done; retrying")
                     }
@@ -90,6 +107,7 @@ impl Drop for ClaimTicket {
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            inflight.lock().expect("inflight lock").remove(&id);
         });
     }
 }

@@ -255,6 +255,12 @@ pub trait Shared {
         started_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<PendingClaim>, StoreError>;
+    /// This node's unfinished claims made before `before` (candidates for
+    /// [`Shared::retake_claim`] when no job of this node holds them).
+    fn own_pending_claims(&self, node: &str, before: i64) -> Result<Vec<String>, StoreError>;
+    /// Confirms that `node`'s claim `id` is still unfinished (stamping it `now_ms`); its event.
+    fn retake_claim(&self, id: &str, node: &str, now_ms: i64)
+        -> Result<Option<String>, StoreError>;
     /// Deletes finished claims older than `before`.
     fn purge_claims(&self, before: i64) -> Result<u64, StoreError>;
 

@@ -161,6 +161,34 @@ impl<B: Backend> Shared for SqlStore<B> {
         })
     }
 
+    fn own_pending_claims(&self, node: &str, before: i64) -> Result<Vec<String>, StoreError> {
+        self.b.auto(|c| {
+            Ok(c.query(
+                "SELECT id FROM notification_claims WHERE state=$1 AND node_id=$2 AND claimed_ms < $3",
+                p![PENDING, node, before],
+            )?
+            .iter()
+            .map(|r| r[0].text())
+            .collect())
+        })
+    }
+
+    fn retake_claim(
+        &self,
+        id: &str,
+        node: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.b.auto(|c| {
+            Ok(c.query(
+                "UPDATE notification_claims SET claimed_ms=$1 WHERE id=$2 AND node_id=$3 AND state=$4 RETURNING event",
+                p![now_ms, id, node, PENDING],
+            )?
+            .first()
+            .map(|r| r[0].text()))
+        })
+    }
+
     fn purge_claims(&self, before: i64) -> Result<u64, StoreError> {
         self.b.auto(|c| {
             c.exec(

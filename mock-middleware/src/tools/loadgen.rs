@@ -226,7 +226,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             let started = Instant::now();
             let mut tasks = Vec::new();
             for c in 0..connections {
-                let (client, url, auth) = (client.clone(), urls[c % urls.len()].clone(), auth.clone());
+                let (client, url, auth) =
+                    (client.clone(), urls[c % urls.len()].clone(), auth.clone());
                 let (ok, busy, other, sent) =
                     (ok.clone(), busy.clone(), other.clone(), sent.clone());
                 let interval =

@@ -291,3 +291,8 @@ impl Balancer {
         *self.backends.lock().unwrap() = nodes.iter().map(|n| n.http).collect();
     }
 }
+
+/// Wall-clock milliseconds, as the nodes write them.
+pub fn now_ms() -> i64 {
+    mock_middleware::store::now_ms()
+}
