@@ -57,6 +57,7 @@ pg_ticks() {
 }
 node_ticks() { local s=0; for p in "$@"; do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $s; }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 PGPORT=$(free_port)
 pg initdb -D "$WORK/pg" -U mm --auth=trust -E UTF8 >/dev/null
 pg pg_ctl -D "$WORK/pg" -l "$WORK/pg.log" -o "-p $PGPORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$WORK -c max_connections=200" -w start >/dev/null
@@ -141,7 +142,7 @@ done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}'), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}'), load average at start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "median of $RUNS rounds ($PUSHES notifications with X-Notification-Id, $USERS users, $CONNECTIONS connections, $SUBS subscriptions; p99 at $LAT_RATE/s):"
 printf '| %-46s | %10s | %10s |\n' "metric" "1 node" "3 nodes" \
   "notifications/s accepted" "$(median "${R_ACC1[@]}")" "$(median "${R_ACC3[@]}")" \
@@ -149,5 +150,5 @@ printf '| %-46s | %10s | %10s |\n' "metric" "1 node" "3 nodes" \
   "latency p99 ms at $LAT_RATE/s (worst node)" "$(median "${R_P991[@]}")" "$(median "${R_P993[@]}")" \
   "PostgreSQL CPU µs per notification" "$(median "${R_DB1[@]}")" "$(median "${R_DB3[@]}")" \
   "mock-middleware CPU µs per notification (all)" "$(median "${R_MM1[@]}")" "$(median "${R_MM3[@]}")" \
-  "accepted but not pushed (lost) / doubled" "$(median "${R_LOST1[@]}")" "$(median "${R_LOST3[@]}")"
+  "accepted minus pushed (>0 lost, <0 doubled)" "$(median "${R_LOST1[@]}")" "$(median "${R_LOST3[@]}")"
 echo "pushes/s ratio 3 nodes / 1 node (same round): $(median "${R_RATIO[@]}") (rounds: ${R_RATIO[*]})"

@@ -38,7 +38,7 @@ pub struct ClusterSettings {
     /// Heartbeat, lease renewal and take-over interval (`mock.cluster.heartbeat_ms`, lease/5).
     pub heartbeat: Duration,
     /// How long finished notification ids are remembered to drop repeats
-    /// (`mock.cluster.dedup_keep_s`, 86400).
+    /// (`mock.cluster.dedup_keep_s`, 3600: six times the relay's default `max_age` of 10 min).
     pub dedup_keep: Duration,
     /// Key file for the login credentials of live sessions in the shared store
     /// (`mock.cluster.key_file`, `cluster.key` in the directory; created 0600 when missing).
@@ -53,7 +53,7 @@ impl Default for ClusterSettings {
             node_id: None,
             lease: Duration::from_millis(15_000),
             heartbeat: Duration::from_millis(3_000),
-            dedup_keep: Duration::from_secs(86_400),
+            dedup_keep: Duration::from_secs(3_600),
             key_file: PathBuf::from("cluster.key"),
             pool_size: 16,
         }

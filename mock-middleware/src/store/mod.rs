@@ -12,6 +12,7 @@
 
 pub mod index;
 pub mod pg;
+mod registry;
 pub mod schema;
 pub mod shared;
 pub mod sql;
