@@ -5,7 +5,8 @@
 # the medians; ratios are taken within a round.
 #
 # Usage: bench/middleware-cluster.sh   (RUNS=3 PUSHES=20000 USERS=1000 SUBS=100000)
-# Env:   RUNS, PUSHES, USERS, SUBS, CONNECTIONS, LAT_RATE, LAT_SECONDS, MM_BIN (skip the build)
+# Env:   RUNS, PUSHES, USERS, SUBS, CONNECTIONS, LAT_RATE, LAT_SECONDS, MM_BIN (skip the build),
+#        IDS (1: every notification carries an X-Notification-Id; 0: none, nothing is claimed)
 # Needs: PostgreSQL server binaries (Debian's postgresql, scripts/install-deps.sh), curl, python3.
 # Bounded: every phase has a time limit; PostgreSQL and every node are stopped on exit.
 set -euo pipefail
@@ -17,6 +18,8 @@ SUBS=${SUBS:-100000}
 CONNECTIONS=${CONNECTIONS:-48}
 LAT_RATE=${LAT_RATE:-1000}
 LAT_SECONDS=${LAT_SECONDS:-5}
+IDS=${IDS:-1}
+IDFLAG=(); [[ $IDS == 1 ]] && IDFLAG=(--ids)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ -z "${MM_BIN:-}" ]]; then
@@ -100,7 +103,7 @@ for run in $(seq 1 "$RUNS"); do
     local s0 d0 c0 m0 start load stop c1 m1 done_ end_limit p99
     s0=$(sink); d0=$(pushes_done); c0=$(pg_ticks); m0=$(node_ticks "${NODE_PIDS[@]}")
     start=$(date +%s.%N)
-    load=$("$MM_BIN" load run --url "$urls" --ids --password "$PASS" --users "$USERS" --connections "$CONNECTIONS" --seconds 120 --max-requests "$PUSHES")
+    load=$("$MM_BIN" load run --url "$urls" "${IDFLAG[@]}" --password "$PASS" --users "$USERS" --connections "$CONNECTIONS" --seconds 120 --max-requests "$PUSHES")
     ACC=$(json "$load" 'd["accepted"]')
     local lstop; lstop=$(date +%s.%N)
     end_limit=$((SECONDS + 120))
@@ -119,7 +122,7 @@ for run in $(seq 1 "$RUNS"); do
     LOST=$(( ACC - ($(sink) - s0) ))
     # p99 at a steady rate (latency at saturation is queueing): the worst node's p99.
     for a in "${NADMINS[@]}"; do curl -s -H "Authorization: Bearer $TOKEN" "$a/mock/latency?reset=true" >/dev/null; done
-    "$MM_BIN" load run --url "$urls" --ids --password "$PASS" --users "$USERS" --connections 12 --seconds "$LAT_SECONDS" --rate "$LAT_RATE" >/dev/null
+    "$MM_BIN" load run --url "$urls" "${IDFLAG[@]}" --password "$PASS" --users "$USERS" --connections 12 --seconds "$LAT_SECONDS" --rate "$LAT_RATE" >/dev/null
     sleep 1
     P99=0
     for a in "${NADMINS[@]}"; do
@@ -143,7 +146,7 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}'), load average at start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "median of $RUNS rounds ($PUSHES notifications with X-Notification-Id, $USERS users, $CONNECTIONS connections, $SUBS subscriptions; p99 at $LAT_RATE/s):"
+echo "median of $RUNS rounds ($PUSHES notifications, X-Notification-Id: $IDS, $USERS users, $CONNECTIONS connections, $SUBS subscriptions; p99 at $LAT_RATE/s):"
 printf '| %-46s | %10s | %10s |\n' "metric" "1 node" "3 nodes" \
   "notifications/s accepted" "$(median "${R_ACC1[@]}")" "$(median "${R_ACC3[@]}")" \
   "pushes/s (first request to last push)" "$(median "${R_PS1[@]}")" "$(median "${R_PS3[@]}")" \
