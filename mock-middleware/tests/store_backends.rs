@@ -381,3 +381,36 @@ fn reconcile_requests_reach_the_owner_once(open: Open) {
     );
     assert!(b.take_reconcile_requests("B").unwrap().is_empty());
 }
+
+/// `mock-middleware migrate` applies the schema of the configured store and names its version.
+#[test]
+fn migrate_command_reports_the_schema_version_of_both_backends() {
+    let pg = common::pg::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    for (db, want) in [
+        ("x.sqlite".to_string(), "sqlite "),
+        (pg.url("mm"), "postgres 127.0.0.1:"),
+    ] {
+        std::fs::write(
+            dir.path().join("mock.properties"),
+            format!("mock.db={db}\n"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mock-middleware"))
+            .args(["migrate", "--config-dir", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.starts_with(want) && text.contains(": schema version "),
+            "{text}"
+        );
+    }
+    let tables = pg.psql("mm", "SELECT count(*) FROM mm_schema");
+    assert_eq!(tables.trim(), "1");
+}

@@ -116,3 +116,57 @@ pub(super) fn read(r: &Reader<'_>) -> Result<ClusterSettings, ConfigError> {
     }
     Ok(c)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Properties, Settings};
+
+    fn settings(text: &str) -> Result<Settings, ConfigError> {
+        let mut p = Properties::default();
+        p.merge_text(text, Path::new("/etc/ox/mock.properties"));
+        Settings::from_properties(&p, Path::new("/etc/ox"))
+    }
+
+    use std::path::Path;
+
+    #[test]
+    fn a_postgres_url_selects_postgres_and_a_path_keeps_sqlite() {
+        let s = settings("mock.db=postgres://mm:pw@db.example.org:5433/mm\n").unwrap();
+        assert!(s.db.is_postgres());
+        assert!(
+            !format!("{s:?}").contains("pw@"),
+            "the URL's password is hidden"
+        );
+        let s = settings("mock.db=state/mm.sqlite\n").unwrap();
+        assert_eq!(s.db, DbTarget::Sqlite("/etc/ox/state/mm.sqlite".into()));
+        assert_eq!(
+            settings("").unwrap().db,
+            DbTarget::Sqlite("mock-middleware.sqlite".into())
+        );
+    }
+
+    #[test]
+    fn a_malformed_url_is_refused_without_printing_it() {
+        let e = settings("mock.db=postgres://mm:secret@db:notaport/mm\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mock.db") && e.contains("postgres://user"),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn heartbeat_must_leave_room_to_renew_before_the_lease_ends() {
+        let s = settings("mock.cluster.lease_ms=3000\n").unwrap();
+        assert_eq!(
+            (s.cluster.lease.as_millis(), s.cluster.heartbeat.as_millis()),
+            (3000, 600)
+        );
+        let e =
+            settings("mock.cluster.lease_ms=3000\nmock.cluster.heartbeat_ms=2000\n").unwrap_err();
+        assert!(e.to_string().contains("mock.cluster.heartbeat_ms"), "{e}");
+    }
+}
