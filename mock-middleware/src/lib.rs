@@ -18,7 +18,8 @@
 //!   store.
 //! - [`listeners`]: permanent listeners (METADATA registration in Dovecot over IMAP) and the
 //!   credential storage.
-//! - [`recording`]: what arrived and what was pushed (bounded); [`faults`]: injected faults.
+//! - [`recording`]: what arrived and what was pushed (bounded); [`recording_shared`]: the same
+//!   in the shared store for a cluster; [`faults`]: injected faults.
 //! - [`metrics`]: Prometheus metrics and the latency reservoir.
 //! - [`wildcard`]: OX's client wildcard patterns (`allowedClients`).
 //! - [`tls`]: the production TLS client and server configuration.
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod mime;
 pub mod push;
 pub mod recording;
+pub mod recording_shared;
 pub mod server;
 pub mod store;
 pub mod testpki;

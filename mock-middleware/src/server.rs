@@ -197,6 +197,14 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
         settings.recordings_max,
         settings.recordings_max_bytes,
     ));
+    if store.shared() {
+        recorder.share(crate::recording_shared::SharedRecordings::start(
+            store.clone(),
+            node_id.clone(),
+            settings.recordings_max,
+            settings.recordings_max_bytes,
+        ));
+    }
     let metrics = Arc::new(Metrics::new());
     let queue = push::start(
         &settings,

@@ -63,6 +63,7 @@ both!(
     orphaned_claims_move_to_a_live_node,
     leases_have_one_owner_and_move_when_expired,
     reconcile_requests_reach_the_owner_once,
+    recordings_are_kept_in_order_and_trimmed,
 );
 
 type Open<'a> = &'a dyn Fn() -> Arc<dyn Store>;
@@ -413,4 +414,42 @@ fn migrate_command_reports_the_schema_version_of_both_backends() {
     }
     let tables = pg.psql("mm", "SELECT count(*) FROM mm_schema");
     assert_eq!(tables.trim(), "1");
+}
+
+fn recordings_are_kept_in_order_and_trimmed(open: Open) {
+    let (a, b) = (open(), open());
+    let rows = |n: usize, from: i64| -> Vec<(i32, i64, String)> {
+        (0..n as i64)
+            .map(|i| (0, from + i, format!("{{\"i\":{}}}", from + i)))
+            .collect()
+    };
+    a.append_recordings("n1", &rows(250, 0)).unwrap();
+    b.append_recordings("n2", &rows(3, 1000)).unwrap();
+    a.append_recordings("n1", &[(1, 5, "{}".into())]).unwrap();
+    let all = b.recordings(0).unwrap();
+    assert_eq!(all.len(), 253, "every row of a multi-chunk batch");
+    assert_eq!(
+        (all[0].1.as_str(), all[252].0.as_str()),
+        ("{\"i\":0}", "n2")
+    );
+    assert_eq!(
+        a.trim_recordings(0, 100, i64::MAX).unwrap(),
+        153,
+        "count bound"
+    );
+    let kept = a.recordings(0).unwrap();
+    assert_eq!(
+        kept.first().unwrap().1,
+        "{\"i\":153}",
+        "the newest are kept"
+    );
+    a.trim_recordings(0, 100, 20).unwrap();
+    assert_eq!(
+        a.recordings(0).unwrap().len(),
+        2,
+        "byte bound (each body is 10 bytes)"
+    );
+    assert_eq!(a.recordings(1).unwrap().len(), 1, "kinds apart");
+    a.clear_recordings().unwrap();
+    assert!(b.recordings(1).unwrap().is_empty());
 }

@@ -9,14 +9,28 @@ use serde_json::{json, Value};
 use super::State as S;
 use crate::faults::FaultSpec;
 
-/// `GET /mock/notifications`: every recorded notify request, in arrival order.
-pub async fn notifications(State(s): State<S>) -> Json<Value> {
-    Json(Value::Array(s.recorder.notifications()))
+/// `GET /mock/notifications`: every recorded notify request, in arrival order (the cluster's,
+/// each with its `node`, when the store is shared).
+pub async fn notifications(State(s): State<S>) -> Response {
+    match s.recorder.shared() {
+        None => Json(Value::Array(s.recorder.notifications())).into_response(),
+        Some(sh) => match sh.read(false).await {
+            Ok(v) => Json(Value::Array(v)).into_response(),
+            Err(e) => failed(e),
+        },
+    }
 }
 
-/// `GET /mock/pushes`: every push attempt result, in completion order.
-pub async fn pushes(State(s): State<S>) -> Json<Value> {
-    Json(Value::Array(s.recorder.pushes()))
+/// `GET /mock/pushes`: every push attempt result, in completion order (the cluster's when the
+/// store is shared).
+pub async fn pushes(State(s): State<S>) -> Response {
+    match s.recorder.shared() {
+        None => Json(Value::Array(s.recorder.pushes())).into_response(),
+        Some(sh) => match sh.read(true).await {
+            Ok(v) => Json(Value::Array(v)).into_response(),
+            Err(e) => failed(e),
+        },
+    }
 }
 
 fn failed(e: impl std::fmt::Display) -> Response {
@@ -51,6 +65,7 @@ pub async fn cluster(State(s): State<S>) -> Response {
             "now_ms": crate::store::now_ms(),
             "nodes": nodes,
             "leases": leases,
+            "recordings_dropped": s.recorder.shared().map_or(0, |r| r.dropped.load(std::sync::atomic::Ordering::Relaxed)),
         }))
         .into_response(),
         Err(e) => failed(e),
@@ -76,10 +91,15 @@ pub async fn faults(State(s): State<S>, body: axum::body::Bytes) -> Response {
 }
 
 /// `DELETE /mock/recordings`: forget recordings and pending faults.
-pub async fn clear(State(s): State<S>) -> Json<Value> {
+pub async fn clear(State(s): State<S>) -> Response {
     s.recorder.clear();
     s.faults.clear();
-    Json(json!({"success": true}))
+    if let Some(sh) = s.recorder.shared() {
+        if let Err(e) = sh.clear().await {
+            return failed(e);
+        }
+    }
+    Json(json!({"success": true})).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -12,6 +12,7 @@
 
 pub mod index;
 pub mod pg;
+mod recordings;
 mod registry;
 pub mod schema;
 pub mod shared;
@@ -264,6 +265,15 @@ pub trait Shared {
         -> Result<Option<String>, StoreError>;
     /// Deletes finished claims older than `before`.
     fn purge_claims(&self, before: i64) -> Result<u64, StoreError>;
+
+    // The cluster's recordings (`kind`: [`schema::NOTIFICATION`] or [`schema::PUSH`]).
+    /// Appends rendered records (kind, at_ms, JSON body) of `node`.
+    fn append_recordings(&self, node: &str, rows: &[(i32, i64, String)]) -> Result<(), StoreError>;
+    /// Every kept record of `kind` in insertion order: (node, JSON body).
+    fn recordings(&self, kind: i32) -> Result<Vec<(String, String)>, StoreError>;
+    /// Keeps the newest `max` records of `kind`, and of those no more than `max_bytes` of bodies.
+    fn trim_recordings(&self, kind: i32, max: i64, max_bytes: i64) -> Result<u64, StoreError>;
+    fn clear_recordings(&self) -> Result<(), StoreError>;
 
     // Nodes and listener leases.
     fn heartbeat(&self, node: &NodeRow) -> Result<(), StoreError>;

@@ -50,10 +50,15 @@ pub const SQLITE: &[&str] = &[
     CREATE TABLE reconcile_requests (seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT NOT NULL,
         context_id INTEGER NOT NULL, user_id INTEGER NOT NULL, why TEXT NOT NULL);
     CREATE INDEX reconcile_node ON reconcile_requests (node_id)",
+    // The cluster's recordings (what arrived, what was pushed), written in batches.
+    "CREATE TABLE recordings (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,
+        node_id TEXT NOT NULL, at_ms INTEGER NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX recordings_kind ON recordings (kind, seq)",
 ];
 
 /// PostgreSQL: ids INT4, milliseconds INT8, flags INT4 (0/1) so that the same SQL runs on both.
-pub const POSTGRES: &[&str] = &["CREATE TABLE subscriptions (
+pub const POSTGRES: &[&str] = &[
+    "CREATE TABLE subscriptions (
         context_id INT4 NOT NULL, user_id INT4 NOT NULL, client TEXT NOT NULL,
         transport TEXT NOT NULL, token TEXT NOT NULL, topics TEXT NOT NULL, created INT8 NOT NULL,
         PRIMARY KEY (client, transport, token));
@@ -85,7 +90,15 @@ pub const POSTGRES: &[&str] = &["CREATE TABLE subscriptions (
     CREATE INDEX leases_node ON leases (node_id);
     CREATE TABLE reconcile_requests (seq BIGSERIAL PRIMARY KEY, node_id TEXT NOT NULL,
         context_id INT4 NOT NULL, user_id INT4 NOT NULL, why TEXT NOT NULL);
-    CREATE INDEX reconcile_node ON reconcile_requests (node_id)"];
+    CREATE INDEX reconcile_node ON reconcile_requests (node_id)",
+    "CREATE TABLE recordings (seq BIGSERIAL PRIMARY KEY, kind INT4 NOT NULL, node_id TEXT NOT NULL,
+        at_ms INT8 NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX recordings_kind ON recordings (kind, seq)",
+];
+
+/// Recording kinds.
+pub const NOTIFICATION: i32 = 0;
+pub const PUSH: i32 = 1;
 
 /// Claim states.
 pub const PENDING: i32 = 0;

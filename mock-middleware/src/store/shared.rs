@@ -198,6 +198,22 @@ impl<B: Backend> Shared for SqlStore<B> {
         })
     }
 
+    fn append_recordings(&self, node: &str, rows: &[(i32, i64, String)]) -> Result<(), StoreError> {
+        self.append_recs(node, rows)
+    }
+
+    fn recordings(&self, kind: i32) -> Result<Vec<(String, String)>, StoreError> {
+        self.recs(kind)
+    }
+
+    fn trim_recordings(&self, kind: i32, max: i64, max_bytes: i64) -> Result<u64, StoreError> {
+        self.trim_recs(kind, max, max_bytes)
+    }
+
+    fn clear_recordings(&self) -> Result<(), StoreError> {
+        self.clear_recs()
+    }
+
     fn heartbeat(&self, n: &NodeRow) -> Result<(), StoreError> {
         self.b.auto(|c| {
             c.exec(
