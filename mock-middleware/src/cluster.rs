@@ -1,11 +1,12 @@
 //! How nodes sharing one store agree: heartbeats, listener leases, unfinished notifications.
 //!
 //! Every node (a single SQLite node too) writes a heartbeat into `nodes` every
-//! `mock.cluster.heartbeat_ms` and renews the leases it holds to now + `mock.cluster.lease_ms`.
-//! On each tick it also takes:
-//! - the leases of registered users that have none (a new registration, a released one);
-//! - expired leases (their owner stopped renewing: it died or lost the database), and re-asserts
-//!   METADATA for each, so a dead node's users move within lease + heartbeat;
+//! `mock.cluster.heartbeat_ms`; its listener leases are valid as long as that heartbeat is
+//! younger than `mock.cluster.lease_ms` (one row renews them all). On each tick it also takes:
+//! - the leases of nodes whose heartbeat is older than the lease (they died or lost the
+//!   database), and re-asserts METADATA for each user, so a dead node's users move within
+//!   lease + heartbeat; then forgets the dead node;
+//! - about once a minute (and at start-up), the leases of registered users that have none;
 //! - unfinished notification claims of dead nodes (and of its own earlier run), whose pushes it
 //!   sends: a notification answered 200 is pushed even if the node that accepted it dies;
 //! - its own unfinished claims older than a lease that no job of it holds (the database
@@ -115,12 +116,7 @@ impl Node {
             started_ms: self.started_ms,
             heartbeat_ms: now,
         };
-        let (id, until) = (self.id.clone(), now + self.lease_ms());
-        let r = blocking(&self.store, move |st| {
-            st.heartbeat(&row)?;
-            st.renew_leases(&id, until)
-        })
-        .await;
+        let r = blocking(&self.store, move |st| st.heartbeat(&row)).await;
         let mut h = self.healthy_since.lock().expect("health lock");
         match r {
             Ok(()) => {
@@ -162,14 +158,14 @@ pub async fn run(p: Parts, mut stop: watch::Receiver<bool>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut poll = tokio::time::interval(Duration::from_millis(250));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut first = true;
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             _ = tick.tick() => {
                 if p.node.beat().await {
-                    take_over(&p, first).await;
-                    first = false;
+                    take_over(&p, ticks).await;
+                    ticks += 1;
                 }
             }
             _ = poll.tick(), if p.node.store.shared() && p.listeners.enabled() => requests(&p).await,
@@ -190,36 +186,62 @@ async fn requests(p: &Parts) {
     }
 }
 
-async fn take_over(p: &Parts, first: bool) {
+async fn take_over(p: &Parts, tick: u64) {
     let n = &p.node;
     let (id, now, lease, started) = (n.id.clone(), now_ms(), n.lease_ms(), n.started_ms);
     let steal = n.may_take();
+    // A single node's store has no other live node: every other id is an earlier run.
+    let dead_before = if n.store.shared() {
+        now - lease
+    } else {
+        i64::MAX
+    };
     let keep = n.settings.dedup_keep.as_millis() as i64;
     let listeners = p.listeners.enabled();
+    // The full scan for unleased registrations is a safety net (a subscribe takes the lease
+    // at once): at start-up and about once a minute.
+    let scan = tick % 20 == 0;
     // Claims of this node that none of its jobs holds (taken before the query, so that a claim
     // finishing meanwhile is not mistaken for an orphan; retake_claim re-checks it).
     let held = p.inflight.lock().expect("inflight lock").clone();
     let r = blocking(&n.store, move |st| {
-        // At start-up: this node's own leases from an earlier run are re-asserted.
-        let own: Vec<(i32, i32, Option<String>)> = if first && listeners {
-            st.leases()?
-                .into_iter()
-                .filter(|l| l.node_id == id)
-                .map(|l| (l.context_id, l.user_id, Some(id.clone())))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let leases = if listeners && steal {
-            st.acquire_leases(&id, now, now + lease)?
-        } else {
-            Vec::new()
-        };
-        let mut claims = if steal {
-            st.take_orphan_claims(&id, now - lease, started, now)?
-        } else {
-            Vec::new()
-        };
+        let mut users: Vec<(i32, i32, String)> = Vec::new();
+        if listeners && tick == 0 {
+            // Start-up: this node's own leases from an earlier run are re-asserted.
+            users.extend(
+                st.leases()?
+                    .into_iter()
+                    .filter(|l| l.node_id == id)
+                    .map(|l| (l.context_id, l.user_id, "start-up".to_string())),
+            );
+        }
+        let mut claims = Vec::new();
+        if steal {
+            for dead in st.dead_nodes(&id, dead_before)? {
+                if listeners {
+                    let why = format!("lease taken over from node {dead}");
+                    users.extend(
+                        st.take_leases_of(&dead, &id)?
+                            .into_iter()
+                            .map(|(c, u)| (c, u, why.clone())),
+                    );
+                }
+                claims.extend(st.take_orphan_claims(&id, now - lease, started, now)?);
+                st.forget_node(&dead, dead_before)?;
+            }
+            if listeners && scan {
+                users.extend(st.acquire_unleased(&id)?.into_iter().map(|(c, u, prev)| {
+                    let why = match prev {
+                        Some(_) => "lease of a node that is gone".to_string(),
+                        None => "start-up".to_string(),
+                    };
+                    (c, u, why)
+                }));
+            }
+            if scan {
+                claims.extend(st.take_orphan_claims(&id, now - lease, started, now)?);
+            }
+        }
         for c in st.own_pending_claims(&id, now - lease)? {
             if !held.contains(&c) {
                 if let Some(event) = st.retake_claim(&c, &id, now)? {
@@ -227,30 +249,31 @@ async fn take_over(p: &Parts, first: bool) {
                 }
             }
         }
-        st.purge_claims(now - keep)?;
-        Ok((own, leases, claims))
+        if scan {
+            st.purge_claims(now - keep)?;
+        }
+        Ok((users, claims))
     })
     .await;
-    let (own, leases, claims) = match r {
+    let (users, claims) = match r {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(error = %e, "cluster take-over failed");
             return;
         }
     };
-    if first && !own.is_empty() {
-        tracing::info!(users = own.len(), "re-asserting push registrations");
+    let mut seen = std::collections::HashSet::new();
+    for (cid, uid, why) in users {
+        if seen.insert((cid, uid)) {
+            tracing::info!(user = uid, context = cid, node = %n.id, reason = %why, "listener lease held");
+            p.listeners.spawn_reconcile(cid, uid, why);
+        }
     }
-    for (cid, uid, prev) in own.into_iter().chain(leases) {
-        let why = match prev {
-            Some(prev) if prev == n.id => "start-up".to_string(),
-            Some(prev) => format!("lease taken over from node {prev}"),
-            None => "start-up".to_string(),
-        };
-        tracing::info!(user = uid, context = cid, node = %n.id, reason = %why, "listener lease held");
-        p.listeners.spawn_reconcile(cid, uid, why);
-    }
+    let mut seen = std::collections::HashSet::new();
     for c in claims {
+        if !seen.insert(c.id.clone()) {
+            continue;
+        }
         let Ok(event) = serde_json::from_str::<MailEvent>(&c.event) else {
             tracing::error!(id = %c.id, "an unfinished notification cannot be read; dropped");
             continue;

@@ -44,7 +44,13 @@ pub struct Listeners {
     node: String,
     lease: Duration,
     locks: Mutex<HashMap<UserKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// IMAP conversations at once: a node taking over a dead node's users (or starting up)
+    /// re-asserts them without opening one Dovecot connection per user at the same time.
+    imap_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// IMAP conversations of the permanent listeners at once, per node.
+pub const IMAP_CONCURRENCY: usize = 16;
 
 /// Why a login was refused.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +84,7 @@ impl Listeners {
             node,
             lease: s.cluster.lease,
             locks: Mutex::default(),
+            imap_slots: Arc::new(tokio::sync::Semaphore::new(IMAP_CONCURRENCY)),
         }))
     }
 
@@ -213,15 +220,19 @@ impl Listeners {
         Ok(gone)
     }
 
-    /// Running listeners (context, user), sorted: the cluster's users whose owner has the
-    /// METADATA registration in place and holds an unexpired lease.
+    /// Running listeners (context, user), sorted: the cluster's users whose lease owner has
+    /// the METADATA registration in place and a fresh heartbeat.
     pub async fn running(&self) -> Result<Vec<(i32, i32)>, StoreError> {
-        let now = now_ms();
-        Ok(self
-            .blocking(|db| db.leases())
-            .await?
+        let alive_since = now_ms() - self.lease.as_millis() as i64;
+        let (nodes, leases) = self.blocking(|db| Ok((db.nodes()?, db.leases()?))).await?;
+        let alive: std::collections::HashSet<String> = nodes
             .into_iter()
-            .filter(|l| l.asserted && l.expires_ms >= now)
+            .filter(|n| n.heartbeat_ms >= alive_since)
+            .map(|n| n.node_id)
+            .collect();
+        Ok(leases
+            .into_iter()
+            .filter(|l| l.asserted && alive.contains(&l.node_id))
             .map(|l| (l.context_id, l.user_id))
             .collect())
     }
@@ -241,7 +252,7 @@ impl Listeners {
         let w = why.clone();
         let r = self
             .blocking(move |db| {
-                let owner = db.lease_owner(cid, uid, &node, now, now + lease)?;
+                let owner = db.lease_owner(cid, uid, &node, now - lease)?;
                 if owner != node {
                     db.request_reconcile(&owner, cid, uid, &w)?;
                 }

@@ -27,7 +27,7 @@ impl Listeners {
         let w = why.clone();
         let owner = self
             .blocking(move |db| {
-                let owner = db.lease_owner(cid, uid, &node, now, now + lease)?;
+                let owner = db.lease_owner(cid, uid, &node, now - lease)?;
                 if owner != node {
                     db.request_reconcile(&owner, cid, uid, &w)?;
                 }
@@ -166,6 +166,11 @@ impl Listeners {
 
     async fn apply(&self, cid: i32, uid: i32, want: bool) -> Result<(), Failure> {
         let imap = self.push.imap.as_ref().expect("imap configured");
+        let _slot = self
+            .imap_slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let cred = self.credential(cid, uid).await?;
         let mut c = Imap::open(imap, &cred.login, &cred.password)
             .await

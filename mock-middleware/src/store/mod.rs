@@ -130,13 +130,13 @@ pub struct NodeRow {
     pub heartbeat_ms: i64,
 }
 
-/// The owner of one user's permanent listener.
+/// The owner of one user's permanent listener. A lease is valid while its owner's heartbeat
+/// is: renewing a node's leases is one heartbeat row, whatever the number of users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeaseRow {
     pub context_id: i32,
     pub user_id: i32,
     pub node_id: String,
-    pub expires_ms: i64,
     /// True when the owner has the METADATA registration in place.
     pub asserted: bool,
 }
@@ -280,24 +280,23 @@ pub trait Shared {
     fn nodes(&self) -> Result<Vec<NodeRow>, StoreError>;
     /// A node leaving: its row and its leases go, so others take over at once.
     fn leave(&self, node: &str) -> Result<(), StoreError>;
-    /// Extends every lease of `node` to `expires_ms`.
-    fn renew_leases(&self, node: &str, expires_ms: i64) -> Result<(), StoreError>;
-    /// Takes the leases of registered users that have none or an expired one; returns them
-    /// with their previous owner.
-    fn acquire_leases(
-        &self,
-        node: &str,
-        now_ms: i64,
-        expires_ms: i64,
-    ) -> Result<Vec<(i32, i32, Option<String>)>, StoreError>;
-    /// The owner of (cid, uid)'s lease, taking it for `node` when there is none or it expired.
+    /// Nodes other than `node` whose heartbeat is older than `dead_before`.
+    fn dead_nodes(&self, node: &str, dead_before: i64) -> Result<Vec<String>, StoreError>;
+    /// Moves every lease of node `dead` to `node`; the users moved.
+    fn take_leases_of(&self, dead: &str, node: &str) -> Result<Vec<(i32, i32)>, StoreError>;
+    /// Forgets node `dead` (its row and reconcile requests) if it is still dead.
+    fn forget_node(&self, dead: &str, dead_before: i64) -> Result<(), StoreError>;
+    /// Takes the leases of registered users without one, and leases whose owner has no
+    /// heartbeat row at all; the users taken with their previous owner.
+    fn acquire_unleased(&self, node: &str) -> Result<Vec<(i32, i32, Option<String>)>, StoreError>;
+    /// The owner of (cid, uid)'s lease, taking it for `node` when there is none or its owner's
+    /// heartbeat is older than `dead_before`.
     fn lease_owner(
         &self,
         cid: i32,
         uid: i32,
         node: &str,
-        now_ms: i64,
-        expires_ms: i64,
+        dead_before: i64,
     ) -> Result<String, StoreError>;
     /// Drops `node`'s lease of (cid, uid) when the user has no registration left.
     fn release_lease(&self, cid: i32, uid: i32, node: &str) -> Result<(), StoreError>;

@@ -44,7 +44,7 @@ pub const SQLITE: &[&str] = &[
     CREATE TABLE nodes (node_id TEXT PRIMARY KEY, http_addr TEXT NOT NULL, admin_addr TEXT NOT NULL,
         started_ms INTEGER NOT NULL, heartbeat_ms INTEGER NOT NULL);
     CREATE TABLE leases (context_id INTEGER NOT NULL, user_id INTEGER NOT NULL, node_id TEXT NOT NULL,
-        expires_ms INTEGER NOT NULL, asserted INTEGER NOT NULL DEFAULT 0,
+        asserted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (context_id, user_id));
     CREATE INDEX leases_node ON leases (node_id);
     CREATE TABLE reconcile_requests (seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT NOT NULL,
@@ -85,7 +85,7 @@ pub const POSTGRES: &[&str] = &[
     CREATE TABLE nodes (node_id TEXT PRIMARY KEY, http_addr TEXT NOT NULL, admin_addr TEXT NOT NULL,
         started_ms INT8 NOT NULL, heartbeat_ms INT8 NOT NULL);
     CREATE TABLE leases (context_id INT4 NOT NULL, user_id INT4 NOT NULL, node_id TEXT NOT NULL,
-        expires_ms INT8 NOT NULL, asserted INT4 NOT NULL DEFAULT 0,
+        asserted INT4 NOT NULL DEFAULT 0,
         PRIMARY KEY (context_id, user_id));
     CREATE INDEX leases_node ON leases (node_id);
     CREATE TABLE reconcile_requests (seq BIGSERIAL PRIMARY KEY, node_id TEXT NOT NULL,

@@ -2,9 +2,10 @@
 //! notification claims (the outbox), node heartbeats, listener leases and reconcile requests.
 //!
 //! Races between nodes are settled by single statements: a claim is an `INSERT … ON CONFLICT
-//! DO NOTHING` (the primary key decides who pushes), a lease moves only by an upsert whose
-//! `WHERE leases.expires_ms < now` is re-checked under the row lock, and orphaned claims move
-//! by one `UPDATE` that re-checks the owner's liveness.
+//! DO NOTHING` (the primary key decides who pushes), a lease moves only by an `UPDATE … WHERE
+//! node_id = <the dead owner>` (re-checked under the row lock, so two nodes cannot both take
+//! it), and orphaned claims move by one `UPDATE` that re-checks the owner's liveness. A lease
+//! is valid while its owner heartbeats: renewal costs one row per node, not one per user.
 
 use super::schema::{DONE, PENDING};
 use super::sql::{p, Backend, SqlStore};
@@ -253,47 +254,62 @@ impl<B: Backend> Shared for SqlStore<B> {
         })
     }
 
-    fn renew_leases(&self, node: &str, expires_ms: i64) -> Result<(), StoreError> {
+    fn dead_nodes(&self, node: &str, dead_before: i64) -> Result<Vec<String>, StoreError> {
         self.b.auto(|c| {
-            c.exec(
-                "UPDATE leases SET expires_ms=$1 WHERE node_id=$2",
-                p![expires_ms, node],
-            )
-            .map(|_| ())
+            Ok(c.query(
+                "SELECT node_id FROM nodes WHERE node_id <> $1 AND heartbeat_ms < $2",
+                p![node, dead_before],
+            )?
+            .iter()
+            .map(|r| r[0].text())
+            .collect())
         })
     }
 
-    fn acquire_leases(
-        &self,
-        node: &str,
-        now_ms: i64,
-        expires_ms: i64,
-    ) -> Result<Vec<(i32, i32, Option<String>)>, StoreError> {
+    fn take_leases_of(&self, dead: &str, node: &str) -> Result<Vec<(i32, i32)>, StoreError> {
+        self.b.auto(|c| {
+            Ok(c.query(
+                "UPDATE leases SET node_id=$1, asserted=0 WHERE node_id=$2 RETURNING context_id, user_id",
+                p![node, dead],
+            )?
+            .iter()
+            .map(|r| (r[0].i32(), r[1].i32()))
+            .collect())
+        })
+    }
+
+    fn forget_node(&self, dead: &str, dead_before: i64) -> Result<(), StoreError> {
         self.b.tx(|c| {
-            // Registered users without a live lease, and expired leases (a user whose last
-            // registration went while its owner died still needs its METADATA NIL).
-            let candidates = c.query(
-                "SELECT r.context_id, r.user_id, l.node_id FROM registered_push r
-                   LEFT JOIN leases l ON l.context_id = r.context_id AND l.user_id = r.user_id
-                   WHERE l.node_id IS NULL OR l.expires_ms < $1
-                 UNION
-                 SELECT context_id, user_id, node_id FROM leases WHERE expires_ms < $1",
-                p![now_ms],
+            let gone = c.exec(
+                "DELETE FROM nodes WHERE node_id=$1 AND heartbeat_ms < $2",
+                p![dead, dead_before],
             )?;
-            let mut taken = Vec::new();
-            for r in candidates {
-                let (cid, uid, prev) = (r[0].i32(), r[1].i32(), r[2].opt_text());
-                let got = c.query(
-                    "INSERT INTO leases (context_id, user_id, node_id, expires_ms, asserted) VALUES ($1,$2,$3,$4,0)
-                     ON CONFLICT (context_id, user_id) DO UPDATE SET node_id=excluded.node_id,
-                     expires_ms=excluded.expires_ms, asserted=0 WHERE leases.expires_ms < $5
-                     RETURNING context_id",
-                    p![cid, uid, node, expires_ms, now_ms],
-                )?;
-                if !got.is_empty() && !taken.iter().any(|t: &(i32, i32, _)| (t.0, t.1) == (cid, uid)) {
-                    taken.push((cid, uid, prev));
-                }
+            if gone > 0 {
+                c.exec("DELETE FROM reconcile_requests WHERE node_id=$1", p![dead])?;
             }
+            Ok(())
+        })
+    }
+
+    fn acquire_unleased(&self, node: &str) -> Result<Vec<(i32, i32, Option<String>)>, StoreError> {
+        self.b.tx(|c| {
+            let mut taken: Vec<(i32, i32, Option<String>)> = c
+                .query(
+                    "UPDATE leases SET node_id=$1, asserted=0
+                     WHERE node_id NOT IN (SELECT node_id FROM nodes) RETURNING context_id, user_id",
+                    p![node],
+                )?
+                .iter()
+                .map(|r| (r[0].i32(), r[1].i32(), Some("(gone)".to_string())))
+                .collect();
+            let fresh = c.query(
+                "INSERT INTO leases (context_id, user_id, node_id, asserted)
+                 SELECT DISTINCT r.context_id, r.user_id, $1, 0 FROM registered_push r
+                 WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.context_id = r.context_id AND l.user_id = r.user_id)
+                 ON CONFLICT DO NOTHING RETURNING context_id, user_id",
+                p![node],
+            )?;
+            taken.extend(fresh.iter().map(|r| (r[0].i32(), r[1].i32(), None)));
             Ok(taken)
         })
     }
@@ -303,16 +319,34 @@ impl<B: Backend> Shared for SqlStore<B> {
         cid: i32,
         uid: i32,
         node: &str,
-        now_ms: i64,
-        expires_ms: i64,
+        dead_before: i64,
     ) -> Result<String, StoreError> {
         self.b.tx(|c| {
-            c.exec(
-                "INSERT INTO leases (context_id, user_id, node_id, expires_ms, asserted) VALUES ($1,$2,$3,$4,0)
-                 ON CONFLICT (context_id, user_id) DO UPDATE SET node_id=excluded.node_id,
-                 expires_ms=excluded.expires_ms, asserted=0 WHERE leases.expires_ms < $5",
-                p![cid, uid, node, expires_ms, now_ms],
-            )?;
+            let owner = c
+                .query(
+                    "SELECT l.node_id, COALESCE(n.heartbeat_ms, 0) FROM leases l
+                     LEFT JOIN nodes n ON n.node_id = l.node_id WHERE l.context_id=$1 AND l.user_id=$2",
+                    p![cid, uid],
+                )?
+                .first()
+                .map(|r| (r[0].text(), r[1].i64()));
+            match owner {
+                None => {
+                    c.exec(
+                        "INSERT INTO leases (context_id, user_id, node_id, asserted) VALUES ($1,$2,$3,0)
+                         ON CONFLICT DO NOTHING",
+                        p![cid, uid, node],
+                    )?;
+                }
+                // Compare-and-set: only the dead owner's lease moves.
+                Some((o, beat)) if o != node && beat < dead_before => {
+                    c.exec(
+                        "UPDATE leases SET node_id=$1, asserted=0 WHERE context_id=$2 AND user_id=$3 AND node_id=$4",
+                        p![node, cid, uid, &o],
+                    )?;
+                }
+                Some(_) => {}
+            }
             Ok(c.query(
                 "SELECT node_id FROM leases WHERE context_id=$1 AND user_id=$2",
                 p![cid, uid],
@@ -335,7 +369,7 @@ impl<B: Backend> Shared for SqlStore<B> {
     fn leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
         self.b.auto(|c| {
             Ok(c.query(
-                "SELECT context_id, user_id, node_id, expires_ms, asserted FROM leases ORDER BY 1, 2",
+                "SELECT context_id, user_id, node_id, asserted FROM leases ORDER BY 1, 2",
                 &[],
             )?
             .iter()
@@ -343,8 +377,7 @@ impl<B: Backend> Shared for SqlStore<B> {
                 context_id: r[0].i32(),
                 user_id: r[1].i32(),
                 node_id: r[2].text(),
-                expires_ms: r[3].i64(),
-                asserted: r[4].i32() != 0,
+                asserted: r[3].i32() != 0,
             })
             .collect())
         })
