@@ -119,7 +119,8 @@ for run in $(seq 1 "$RUNS"); do
     PS=$(python3 -c "print(round($done_/($stop-$start)))")
     DB_US=$(python3 -c "print(round(($c1-$c0)/$TCK*1e6/max($ACC,1), 1))")
     MM_US=$(python3 -c "print(round(($m1-$m0)/$TCK*1e6/max($ACC,1), 1))")
-    LOST=$(( ACC - ($(sink) - s0) ))
+    SINK=$(( $(sink) - s0 ))
+    LOST=$(( ACC - SINK ))
     # p99 at a steady rate (latency at saturation is queueing): the worst node's p99.
     for a in "${NADMINS[@]}"; do curl -s -H "Authorization: Bearer $TOKEN" "$a/mock/latency?reset=true" >/dev/null; done
     "$MM_BIN" load run --url "$urls" "${IDFLAG[@]}" --password "$PASS" --users "$USERS" --connections 12 --seconds "$LAT_SECONDS" --rate "$LAT_RATE" >/dev/null
@@ -130,7 +131,7 @@ for run in $(seq 1 "$RUNS"); do
       P99=$(python3 -c "print(max($P99, $p99))")
     done
     stop_nodes
-    printf '  %s node(s): %s\n' "$1" "$load"
+    printf '  %s node(s): %s; pushes completed %s, requests at the sink %s\n' "$1" "$load" "$done_" "$SINK"
   }
 
   phase 1; R_ACC1+=("$ACC_PS"); R_PS1+=("$PS"); R_P991+=("$P99"); R_DB1+=("$DB_US"); R_MM1+=("$MM_US"); R_LOST1+=("$LOST"); PS_ONE=$PS
