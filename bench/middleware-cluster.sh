@@ -56,7 +56,10 @@ TCK=$(getconf CLK_TCK)
 # CPU ticks of the postmaster and all its children (backends, WAL writer, checkpointer, ...).
 pg_ticks() {
   local pm; pm=$(head -n 1 "$WORK/pg/postmaster.pid")
-  awk -v pm="$pm" '{ if ($1 == pm || $4 == pm) s += $14 + $15 } END { print s }' /proc/[0-9]*/stat 2>/dev/null
+  # (cat, not awk, reads the files: a process may end between the glob and the read, and
+  # Debian's awk (mawk) stops with status 2 on a file that is gone.)
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
+    awk -v pm="$pm" '{ if ($1 == pm || $4 == pm) s += $14 + $15 } END { print s }'
 }
 node_ticks() { local s=0; for p in "$@"; do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $s; }
 

@@ -17,19 +17,7 @@ const APNS_TOKEN: &str = "aa11bb22cc33dd44ee55ff66aa11bb22cc33dd44ee55ff66aa11bb
 const FCM_TOKEN: &str = "fcm-token-after-the-kill";
 
 async fn wait_metadata(dc: &Dovecot, want: &str, within: Duration, c: &Cluster) {
-    let end = Instant::now() + within;
-    loop {
-        let got = tokio::task::block_in_place(|| dc.get_metadata("alice"));
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "METADATA is {got:?}, want {want:?}\n{}",
-            c.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    chain::wait_metadata(dc, "alice", want, within, &|| c.logs()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -245,11 +245,16 @@ impl Listeners {
     /// Has the owner of (cid, uid)'s lease reconcile it: this node when it holds (or now
     /// takes) the lease, else the owner through a request row it polls.
     pub async fn route(self: &Arc<Self>, cid: i32, uid: i32, why: String) {
-        if self.push.imap.is_none() {
-            return;
+        if self.push.imap.is_some() && self.own_or_forward(cid, uid, &why).await {
+            self.spawn_reconcile(cid, uid, why);
         }
+    }
+
+    /// True when this node owns (or now takes) the lease of (cid, uid); else the work is
+    /// handed to the owner as a reconcile request (or the store failed: logged).
+    async fn own_or_forward(&self, cid: i32, uid: i32, why: &str) -> bool {
         let (node, now, lease) = (self.node.clone(), now_ms(), self.lease.as_millis() as i64);
-        let w = why.clone();
+        let w = why.to_string();
         let r = self
             .blocking(move |db| {
                 let owner = db.lease_owner(cid, uid, &node, now - lease)?;
@@ -260,12 +265,14 @@ impl Listeners {
             })
             .await;
         match r {
-            Ok(owner) if owner == self.node => self.spawn_reconcile(cid, uid, why),
+            Ok(owner) if owner == self.node => true,
             Ok(owner) => {
-                tracing::debug!(user = uid, context = cid, %owner, "reconcile requested from the lease owner")
+                tracing::debug!(user = uid, context = cid, %owner, "reconcile requested from the lease owner");
+                false
             }
             Err(e) => {
-                tracing::error!(user = uid, context = cid, error = %e, "push registration owner could not be determined")
+                tracing::error!(user = uid, context = cid, error = %e, "push registration owner could not be determined");
+                false
             }
         }
     }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use super::creds::Credential;
 use super::imap::{Imap, ImapError, METADATA_KEY};
 use super::Listeners;
-use crate::store::now_ms;
 
 impl Listeners {
     pub(super) async fn reconcile(self: Arc<Self>, cid: i32, uid: i32, why: String) {
@@ -23,24 +22,8 @@ impl Listeners {
         let _guard = lock.lock().await;
         // Only the lease's owner talks to Dovecot for this user; a lease that moved meanwhile
         // hands the work to its new owner.
-        let (node, now, lease) = (self.node.clone(), now_ms(), self.lease.as_millis() as i64);
-        let w = why.clone();
-        let owner = self
-            .blocking(move |db| {
-                let owner = db.lease_owner(cid, uid, &node, now - lease)?;
-                if owner != node {
-                    db.request_reconcile(&owner, cid, uid, &w)?;
-                }
-                Ok(owner)
-            })
-            .await;
-        match owner {
-            Ok(o) if o == self.node => {}
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "push registration owner could not be determined");
-                return;
-            }
+        if !self.own_or_forward(cid, uid, &why).await {
+            return;
         }
         let retry = Duration::from_millis(self.push.imap.as_ref().map_or(0, |i| i.retry_delay_ms));
         for attempt in 1..=2 {

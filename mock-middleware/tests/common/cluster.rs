@@ -140,33 +140,13 @@ impl Cluster {
 
     /// Logs in on node `i`.
     pub async fn session(&self, i: usize, name: &str, password: &str) -> Login {
-        let r = self
-            .h
-            .http
-            .post(self.nodes[i].url("/appsuite/api/login?action=login"))
-            .form(&[
-                ("name", name),
-                ("password", password),
-                ("client", "open-xchange-mailapp"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let cookie = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let v: Value = r.json().await.unwrap();
-        Login {
-            session: v["session"]
-                .as_str()
-                .unwrap_or_else(|| panic!("login on node {i}: {v}"))
-                .into(),
-            cookie,
-        }
+        let form = [
+            ("name", name),
+            ("password", password),
+            ("client", "open-xchange-mailapp"),
+        ];
+        let url = self.nodes[i].url("/appsuite/api/login?action=login");
+        super::login_at(&self.h.http, &url, &form).await
     }
 
     /// Subscribes a device through node `i` with the session `l` (made on any node).

@@ -223,28 +223,12 @@ impl Harness {
 
     /// Logs in with exactly these form fields; the session and its cookies.
     pub async fn session_form(&self, form: &[(&str, &str)]) -> Login {
-        let r = self
-            .http
-            .post(self.url("/appsuite/api/login?action=login"))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        let cookie = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let v: Value = r.json().await.unwrap();
-        Login {
-            session: v["session"]
-                .as_str()
-                .expect("session in login answer")
-                .to_string(),
-            cookie,
-        }
+        login_at(
+            &self.http,
+            &self.url("/appsuite/api/login?action=login"),
+            form,
+        )
+        .await
     }
 
     /// POSTs a form to a public path; the JSON answer.
@@ -357,6 +341,26 @@ impl Harness {
             .as_array()
             .cloned()
             .unwrap()
+    }
+}
+
+/// POSTs a login form to `url`; the session and the cookie header carrying its secret.
+pub async fn login_at(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> Login {
+    let r = http.post(url).form(form).send().await.unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let v: Value = r.json().await.unwrap();
+    let session = v["session"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session in the login answer: {v}"));
+    Login {
+        session: session.to_string(),
+        cookie,
     }
 }
 

@@ -102,23 +102,7 @@ impl Postgres {
             String::from_utf8_lossy(&o.stderr)
         );
         pg.start_server();
-        let o = pg.ctl.run(
-            "createdb",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &pg.port.to_string(),
-                "-U",
-                "mm",
-                "mm",
-            ],
-        );
-        assert!(
-            o.status.success(),
-            "createdb: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        pg.client("createdb", &["mm"]);
         pg
     }
 
@@ -145,25 +129,24 @@ impl Postgres {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
     }
 
-    /// A new, empty database; its URL.
-    pub fn database(&self, name: &str) -> String {
-        let o = self.run(
-            "createdb",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "mm",
-                name,
-            ],
-        );
+    /// A PostgreSQL client program against this server as role `mm`; its output, asserted
+    /// successful.
+    fn client(&self, program: &str, args: &[&str]) -> String {
+        let port = self.port.to_string();
+        let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-U", "mm"];
+        all.extend_from_slice(args);
+        let o = self.run(program, &all);
         assert!(
             o.status.success(),
-            "createdb {name}: {}",
+            "{program} {args:?}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A new, empty database; its URL.
+    pub fn database(&self, name: &str) -> String {
+        self.client("createdb", &[name]);
         self.url(name)
     }
 
@@ -173,27 +156,7 @@ impl Postgres {
 
     /// One SQL statement through psql; its output rows.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let o = self.run(
-            "psql",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "mm",
-                "-d",
-                db,
-                "-Atc",
-                sql,
-            ],
-        );
-        assert!(
-            o.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        self.client("psql", &["-d", db, "-Atc", sql])
     }
 
     /// Waits until `pred` holds on the server's log, bounded by `timeout`.
