@@ -69,23 +69,7 @@ async fn killing_the_listener_owner_moves_its_lease_and_pushes_continue() {
     );
     // METADATA removed behind the cluster's back, then the owner dies: only a new owner's
     // re-assertion can bring it back.
-    tokio::task::block_in_place(|| {
-        let out = dc.doveadm(&[
-            "mailbox",
-            "metadata",
-            "unset",
-            "-u",
-            "alice",
-            "-s",
-            "",
-            support::METADATA_KEY,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    chain::unset_metadata(&dc, "alice");
     wait_metadata(&dc, "", Duration::from_secs(5), &c).await;
     let killed = Instant::now();
     c.nodes[dead].kill9();

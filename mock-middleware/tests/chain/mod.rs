@@ -107,6 +107,19 @@ pub async fn wait_metadata(
     }
 }
 
+/// Unsets `user`'s push METADATA with doveadm, behind the middleware's back.
+pub fn unset_metadata(dc: &Dovecot, user: &str) {
+    tokio::task::block_in_place(|| {
+        let key = support::METADATA_KEY;
+        let out = dc.doveadm(&["mailbox", "metadata", "unset", "-u", user, "-s", "", key]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 pub struct Chain {
     pub dc: Dovecot,
     pub h: Harness,
@@ -159,23 +172,7 @@ impl Chain {
     /// Unsets `user`'s push METADATA with doveadm, behind the middleware's back, and waits
     /// until Dovecot reports it unset.
     pub async fn unset_metadata(&self, user: &str) {
-        tokio::task::block_in_place(|| {
-            let out = self.dc.doveadm(&[
-                "mailbox",
-                "metadata",
-                "unset",
-                "-u",
-                user,
-                "-s",
-                "",
-                support::METADATA_KEY,
-            ]);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        });
+        unset_metadata(&self.dc, user);
         self.wait_metadata(user, "").await;
     }
 
