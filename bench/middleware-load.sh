@@ -3,9 +3,11 @@
 # into the same fake APNs sink (TLS, HTTP/2, JWT checked). Prints one table per round and a
 # table of medians with the issue's targets.
 #
+# Then, unless CLUSTER=0, bench/middleware-cluster.sh: one node vs three nodes on PostgreSQL.
+#
 # Usage: bench/middleware-load.sh            (RUNS=3 PUSHES=50000 USERS=1000 SUBS=100000)
 # Env:   RUNS, PUSHES, USERS, SUBS, CONNECTIONS, LAT_RATE, LAT_SECONDS, CARGO_TARGET_DIR,
-#        MM_BIN (skip the build)
+#        MM_BIN (skip the build), CLUSTER (1), CLUSTER_PUSHES (20000)
 # Bounded: every phase has a time limit; all processes are stopped on exit, also on failure.
 set -euo pipefail
 
@@ -141,3 +143,10 @@ printf '| %-52s | %12s | %-22s |\n' "metric" "median" "target" \
   "connections opened to the sink" "$M_CONN" "1: $(mark "$M_CONN == 1")" \
   "RSS MiB idle, $SUBS subscriptions" "$M_RSS" "≤ 64: $(mark "$M_RSS <= 64")" \
   "RSS MiB peak (VmHWM)" "$(median "${R_HWM[@]}")" "-"
+
+if [[ "${CLUSTER:-1}" == 1 ]]; then
+  echo
+  echo "== one node vs three nodes on PostgreSQL (bench/middleware-cluster.sh)"
+  MM_BIN="$MM_BIN" RUNS="$RUNS" PUSHES="${CLUSTER_PUSHES:-20000}" USERS="$USERS" SUBS="$SUBS" \
+    "$ROOT/bench/middleware-cluster.sh"
+fi

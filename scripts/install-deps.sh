@@ -6,19 +6,20 @@
 # third-party client test installs aioapns from PyPI with it), strace
 # (tests/attacks.rs watches which files Dovecot and the relay open), dpkg-dev
 # (dpkg-shlibdeps for `make deb`), systemd (systemd-analyze verify in
-# tests/deb.sh). Rust comes
-# with the machine.
+# tests/deb.sh), postgresql (mock-middleware's cluster tests and benchmark
+# initdb a private server; the package's own cluster is not needed and is not
+# started: policy-rc.d below). Rust comes with the machine.
 set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in dovecot-core dovecot-imapd dovecot-lmtpd dovecot-dev libclang-dev clang binutils python3 python3-pip strace ca-certificates dpkg-dev systemd; do
+for p in dovecot-core dovecot-imapd dovecot-lmtpd dovecot-dev libclang-dev clang binutils python3 python3-pip strace ca-certificates dpkg-dev systemd postgresql; do
   have_pkg "$p" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing: ${need[*]}"
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
   export DEBIAN_FRONTEND=noninteractive
-  # Debian's dovecot-core would start a system Dovecot: we only want the binaries.
+  # Debian's dovecot-core (and postgresql) would start a system service: we only want the binaries.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d

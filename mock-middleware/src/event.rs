@@ -5,11 +5,11 @@
 //! into e-mail and display name). The mock records the event and fans it out to the user's
 //! subscriptions instead of going through OSGi.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// A new-mail notification, parsed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MailEvent {
     pub context_id: i32,
     pub user_id: i32,

@@ -12,11 +12,14 @@
 //! - [`event`]: the new-mail event derived from an accepted notification (OX's properties).
 //! - [`push`]: the queue, payloads and the APNs / FCM v1 / legacy GCM senders over one
 //!   multiplexed HTTP/2 connection per provider.
-//! - [`store`]: subscriptions in SQLite behind the `Store` trait, plus the in-memory index the
-//!   notify path reads; the permanent-listener tables.
+//! - [`store`]: the durable state behind the `Store` trait, in SQLite (one node) or PostgreSQL
+//!   (several nodes), plus the in-memory index a single node's notify path reads.
+//! - [`cluster`]: heartbeats, listener leases and unfinished notifications of nodes sharing a
+//!   store.
 //! - [`listeners`]: permanent listeners (METADATA registration in Dovecot over IMAP) and the
 //!   credential storage.
-//! - [`recording`]: what arrived and what was pushed (bounded); [`faults`]: injected faults.
+//! - [`recording`]: what arrived and what was pushed (bounded); [`recording_shared`]: the same
+//!   in the shared store for a cluster; [`faults`]: injected faults.
 //! - [`metrics`]: Prometheus metrics and the latency reservoir.
 //! - [`wildcard`]: OX's client wildcard patterns (`allowedClients`).
 //! - [`tls`]: the production TLS client and server configuration.
@@ -26,6 +29,7 @@
 //! - [`testpki`]: throw-away CA and certificates for tests, demos and the fakes.
 //! - [`tools`]: the command-line tools (`init-demo`, `device`, `load`, `pushusers`).
 
+pub mod cluster;
 pub mod config;
 pub mod event;
 pub mod fake;
@@ -36,6 +40,7 @@ pub mod metrics;
 pub mod mime;
 pub mod push;
 pub mod recording;
+pub mod recording_shared;
 pub mod server;
 pub mod store;
 pub mod testpki;

@@ -35,6 +35,12 @@ enum Cmd {
         #[arg(long)]
         config_dir: PathBuf,
     },
+    /// Apply the database migrations of `mock.db` (SQLite file or PostgreSQL) and print the
+    /// schema version; `serve` does the same at start-up.
+    Migrate {
+        #[arg(long)]
+        config_dir: PathBuf,
+    },
     /// Write a complete working demo configuration directory.
     InitDemo {
         #[arg(long)]
@@ -150,6 +156,25 @@ async fn main() -> anyhow::Result<()> {
             for line in mock_middleware::tools::demo::init_demo(&dir, ports, secrets)? {
                 println!("{line}");
             }
+        }
+        Cmd::Migrate { config_dir } => {
+            let settings = match mock_middleware::config::Settings::load(&config_dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("mock-middleware: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let line = tokio::task::spawn_blocking(move || {
+                let st = mock_middleware::store::open(&settings.db, 1)?;
+                Ok::<_, mock_middleware::store::StoreError>(format!(
+                    "{}: schema version {}",
+                    st.describe(),
+                    st.schema_version()?
+                ))
+            })
+            .await?;
+            println!("{}", or_exit(line.map_err(anyhow::Error::from)));
         }
         Cmd::Load(args) => mock_middleware::tools::loadgen::run(args).await?,
         Cmd::Listpushusers { config_dir } => {

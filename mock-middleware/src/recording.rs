@@ -178,8 +178,10 @@ impl<T> Default for Bounded<T> {
 /// Bounded, ordered recordings; the oldest entries fall off when `max` entries or `max_bytes`
 /// (approximate heap bytes, per list) are reached.
 pub struct Recorder {
-    max: usize,
-    max_bytes: usize,
+    pub max: usize,
+    pub max_bytes: usize,
+    /// Set on nodes sharing a store: records go there instead of memory.
+    shared: std::sync::OnceLock<Arc<crate::recording_shared::SharedRecordings>>,
     seq: AtomicU64,
     notifications: Mutex<Bounded<NotificationRecord>>,
     pushes: Mutex<Bounded<PushRecord>>,
@@ -212,6 +214,7 @@ impl Recorder {
         Recorder {
             max,
             max_bytes,
+            shared: std::sync::OnceLock::new(),
             seq: AtomicU64::new(0),
             notifications: Mutex::default(),
             pushes: Mutex::default(),
@@ -223,12 +226,28 @@ impl Recorder {
         self.seq.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Sends every further record to the shared store (nodes of a cluster).
+    pub fn share(&self, s: Arc<crate::recording_shared::SharedRecordings>) {
+        let _ = self.shared.set(s);
+    }
+
+    /// The shared recordings, when this node writes to the store.
+    pub fn shared(&self) -> Option<&Arc<crate::recording_shared::SharedRecordings>> {
+        self.shared.get()
+    }
+
     pub fn record_notification(&self, v: NotificationRecord) {
+        if let Some(s) = self.shared.get() {
+            return s.send(crate::recording_shared::Rec::Notification(v));
+        }
         let (max, bytes) = (self.max, self.max_bytes);
         push_bounded(max, bytes, &self.notifications, v, |r| r.approx_bytes());
     }
 
     pub fn record_push(&self, v: PushRecord) {
+        if let Some(s) = self.shared.get() {
+            return s.send(crate::recording_shared::Rec::Push(Box::new(v)));
+        }
         let (max, bytes) = (self.max, self.max_bytes);
         push_bounded(max, bytes, &self.pushes, v, PushRecord::approx_bytes);
     }

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::push::client::ProviderClient;
 use crate::push::{self, apns, fcm, gcm, Providers};
 use crate::recording::Recorder;
-use crate::store::{SqliteStore, Subscriptions};
+use crate::store::Subscriptions;
 use crate::tls;
 
 /// A startup failure; the message names what to fix.
@@ -39,6 +39,8 @@ pub enum StartError {
     Branding(String),
     #[error("Admin token: {0}.")]
     AdminToken(String),
+    #[error("Cluster key: {0}.")]
+    ClusterKey(String),
 }
 
 /// A running instance; dropping it does not stop it, call [`Running::shutdown`].
@@ -46,6 +48,7 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub state: http::State,
+    pub node: Arc<crate::cluster::Node>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -140,41 +143,10 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
         Some(p) => Some(crate::http::config::Branding::load(p).map_err(StartError::Branding)?),
         None => None,
     };
-    let db = settings.db.clone();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
-        .await
-        .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
-    let store = Arc::new(store);
+    let (db, pool) = (settings.db.clone(), settings.cluster.pool_size);
+    let store = off_executor(move || crate::store::open(&db, pool)).await?;
     let st = store.clone();
-    let subs = tokio::task::spawn_blocking(move || Subscriptions::open(st))
-        .await
-        .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
-    let s2 = settings.clone();
-    let (st2, subs2) = (store.clone(), subs.clone());
-    let listeners = tokio::task::spawn_blocking(move || Listeners::open(&s2, st2, subs2))
-        .await
-        .map_err(|e| crate::store::StoreError::Db(e.to_string()))??;
-    let weak = Arc::downgrade(&listeners);
-    subs.set_removal_hook(Arc::new(move |cid, uid, why| {
-        if let Some(l) = weak.upgrade() {
-            tokio::spawn(async move { l.subscriptions_removed(cid, uid, why).await });
-        }
-    }));
-    let recorder = Arc::new(Recorder::with_bytes(
-        settings.recordings_max,
-        settings.recordings_max_bytes,
-    ));
-    let metrics = Arc::new(Metrics::new());
-    let queue = push::start(
-        &settings,
-        providers,
-        subs.clone(),
-        recorder.clone(),
-        metrics.clone(),
-    );
-    if settings.basic_login.is_none() || settings.basic_password.is_none() {
-        tracing::warn!("com.openexchange.rest.services.basic-auth.login/.password are not set: every notify request will get 401");
-    }
+    let subs = off_executor(move || Subscriptions::open(st)).await?;
     let http_l = TcpListener::bind(settings.http_listen)
         .await
         .map_err(|e| StartError::Bind(settings.http_listen, e))?;
@@ -187,6 +159,63 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
     let admin_addr = admin_l
         .local_addr()
         .map_err(|e| StartError::Bind(settings.admin_listen, e))?;
+    let node_id = settings
+        .cluster
+        .node_id
+        .clone()
+        .unwrap_or_else(|| crate::cluster::default_node_id(http_addr.port()));
+    let cluster_key = if store.shared() {
+        let path = settings.cluster.key_file.clone();
+        let k = off_executor(move || Ok(crate::cluster::cluster_key(&path)))
+            .await?
+            .map_err(|e| {
+                StartError::ClusterKey(format!("{}: {e}", settings.cluster.key_file.display()))
+            })?;
+        Some(k)
+    } else {
+        None
+    };
+    let s2 = settings.clone();
+    let (st2, subs2, n2) = (store.clone(), subs.clone(), node_id.clone());
+    let listeners = off_executor(move || {
+        Ok(Listeners::open(
+            &s2,
+            st2,
+            subs2,
+            n2,
+            cluster_key.as_ref().map(|k| k.expose()),
+        ))
+    })
+    .await??;
+    let weak = Arc::downgrade(&listeners);
+    subs.set_removal_hook(Arc::new(move |cid, uid, why| {
+        if let Some(l) = weak.upgrade() {
+            tokio::spawn(async move { l.subscriptions_removed(cid, uid, why).await });
+        }
+    }));
+    let recorder = Arc::new(Recorder::with_bytes(
+        settings.recordings_max,
+        settings.recordings_max_bytes,
+    ));
+    if store.shared() {
+        recorder.share(crate::recording_shared::SharedRecordings::start(
+            store.clone(),
+            node_id.clone(),
+            settings.recordings_max,
+            settings.recordings_max_bytes,
+        ));
+    }
+    let metrics = Arc::new(Metrics::new());
+    let queue = push::start(
+        &settings,
+        providers,
+        subs.clone(),
+        recorder.clone(),
+        metrics.clone(),
+    );
+    if settings.basic_login.is_none() || settings.basic_password.is_none() {
+        tracing::warn!("com.openexchange.rest.services.basic-auth.login/.password are not set: every notify request will get 401");
+    }
     let admin_token = {
         let path = settings.admin_token_file.clone();
         tokio::task::spawn_blocking(move || crate::http::admin_auth::load_or_create(&path))
@@ -204,9 +233,10 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
             tracing::warn!(%addr, "{what} is not a loopback address and the listener has no TLS: passwords, session secrets and tokens cross the network in clear; put a TLS proxy in front or bind to 127.0.0.1");
         }
     }
-    let sessions = crate::http::session::Sessions::new(
+    let sessions = crate::http::session::Sessions::with_store(
         settings.login.session_idle,
         settings.login.session_max,
+        &store,
     );
     let throttle = crate::http::throttle::Throttle::new(settings.login.throttle.clone());
     let state = Arc::new(AppState {
@@ -221,9 +251,28 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
         queue,
         listeners: listeners.clone(),
         branding,
+        node: node_id.clone(),
+        inflight: crate::push::Inflight::default(),
     });
-    listeners.reassert_all().await;
+    let node = Arc::new(crate::cluster::Node::new(
+        node_id,
+        http_addr.to_string(),
+        admin_addr.to_string(),
+        state.settings.cluster.clone(),
+        store.clone(),
+    ));
     let (stop, rx) = watch::channel(false);
+    let cluster = tokio::spawn(crate::cluster::run(
+        crate::cluster::Parts {
+            node: node.clone(),
+            listeners: listeners.clone(),
+            subs: state.subs.clone(),
+            queue: state.queue.clone(),
+            metrics: state.metrics.clone(),
+            inflight: state.inflight.clone(),
+        },
+        rx.clone(),
+    ));
     let mut limits = state.settings.limits.clone();
     limits.fit(http::listen::raise_nofile());
     tracing::info!(
@@ -232,6 +281,7 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
         "connection limits"
     );
     let tasks = vec![
+        cluster,
         http::listen::serve(
             http_l,
             http::public_router(state.clone()),
@@ -240,12 +290,23 @@ pub async fn start_with(settings: Settings, providers: Providers) -> Result<Runn
         ),
         http::listen::serve(admin_l, http::admin_router(state.clone()), limits.admin, rx),
     ];
-    tracing::info!(%http_addr, %admin_addr, subscriptions = state.subs.len(), "mock-middleware listening");
+    let count = state.subs.count().await.unwrap_or(0);
+    tracing::info!(%http_addr, %admin_addr, node = %node.id, store = %store.describe(), subscriptions = count, "mock-middleware listening");
     Ok(Running {
         http_addr,
         admin_addr,
         state,
+        node,
         stop,
         tasks,
     })
+}
+
+/// Runs start-up work (opening files, migrating, reading keys) on the blocking pool.
+async fn off_executor<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, crate::store::StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::store::StoreError::Db(e.to_string()))?
 }

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use mock_middleware::config::push::{CredStorageSettings, MISSING_PASSCRYPT};
 use mock_middleware::config::{CredFormat, Properties, Settings};
 use mock_middleware::listeners::creds::{Cipher, CredError, CredStore, Credential};
-use mock_middleware::store::registry::StoredCredential;
-use mock_middleware::store::SqliteStore;
+use mock_middleware::store::{Store, StoredCredential};
 
 const PASSWORD: &str = "correct-horse-battery-staple-42";
 
@@ -36,7 +35,7 @@ async fn encrypted_at_rest_and_wrong_passcrypt_is_a_clear_error() {
     for format in [CredFormat::Aead, CredFormat::OxLegacy] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        let db = Arc::new(SqliteStore::open(&path).unwrap());
+        let db = mock_middleware::store::open_sqlite(&path).unwrap();
         let store = CredStore::open(&settings("pc-1", format), &db)
             .unwrap()
             .unwrap();
@@ -55,7 +54,7 @@ async fn encrypted_at_rest_and_wrong_passcrypt_is_a_clear_error() {
                 .any(|w| w == PASSWORD.as_bytes()),
             "{format:?}: password in clear in the SQLite files"
         );
-        let db = Arc::new(SqliteStore::open(&path).unwrap());
+        let db = mock_middleware::store::open_sqlite(&path).unwrap();
         let again = CredStore::open(&settings("pc-1", format), &db)
             .unwrap()
             .unwrap();
@@ -108,8 +107,8 @@ fn cred() -> Credential {
 }
 
 /// A database with credstorage (AEAD) and alice's credential at (context 1, user 3).
-async fn store_with_alice(dir: &Path) -> (Arc<SqliteStore>, CredStore) {
-    let db = Arc::new(SqliteStore::open(&dir.join("db.sqlite")).unwrap());
+async fn store_with_alice(dir: &Path) -> (Arc<dyn Store>, CredStore) {
+    let db = mock_middleware::store::open_sqlite(&dir.join("db.sqlite")).unwrap();
     let store = CredStore::open(&settings("pc-1", CredFormat::Aead), &db)
         .unwrap()
         .unwrap();
@@ -156,7 +155,7 @@ async fn rows_of_the_old_format_are_still_read_and_rewritten_bound_to_their_row(
 #[test]
 fn empty_passcrypt_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite")).unwrap());
+    let db = mock_middleware::store::open_sqlite(&dir.path().join("db.sqlite")).unwrap();
     for p in ["", "   "] {
         let err = CredStore::open(&settings(p, CredFormat::Aead), &db)
             .err()

@@ -4,6 +4,7 @@
 //! that cannot be used stops startup with one line naming the file, key, value and the expected
 //! form, so that an operator can fix it without reading code.
 
+pub mod cluster;
 pub mod limits;
 pub mod mailapp;
 pub mod properties;
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use crate::wildcard::{parse_client_patterns, wildcard_match};
+pub use cluster::{ClusterSettings, DbTarget};
 pub use mailapp::MailAppConfig;
 pub use properties::Properties;
 pub use push::{CredFormat, ImapSettings, ImapTls, PushSettings};
@@ -77,7 +79,9 @@ pub struct Settings {
     pub admin_listen: SocketAddr,
     /// Bearer token file of the admin listener's `/mock/*` (created 0600 when missing).
     pub admin_token_file: PathBuf,
-    pub db: PathBuf,
+    /// `mock.db`: a SQLite file or a PostgreSQL URL.
+    pub db: DbTarget,
+    pub cluster: ClusterSettings,
     pub apns_url: Option<String>,
     pub fcm_url: String,
     pub fcm_oauth_url: Option<String>,
@@ -116,7 +120,8 @@ impl Default for Settings {
             http_listen: "127.0.0.1:8009".parse().expect("literal"),
             admin_listen: "127.0.0.1:8010".parse().expect("literal"),
             admin_token_file: PathBuf::from("admin.token"),
-            db: PathBuf::from("mock-middleware.sqlite"),
+            db: DbTarget::Sqlite(PathBuf::from("mock-middleware.sqlite")),
+            cluster: ClusterSettings::default(),
             apns_url: None,
             fcm_url: "https://fcm.googleapis.com".into(),
             fcm_oauth_url: None,
@@ -207,7 +212,8 @@ impl Settings {
         s.admin_token_file = r
             .path("mock.admin.token_file")
             .unwrap_or_else(|| dir.join("admin.token"));
-        s.db = r.path("mock.db").unwrap_or(s.db);
+        s.db = cluster::read_db(&r, s.db)?;
+        s.cluster = cluster::read(&r)?;
         s.apns_url = r.url("mock.apns.url")?;
         s.fcm_url = r.url("mock.fcm.url")?.unwrap_or(s.fcm_url);
         s.fcm_oauth_url = r.url("mock.fcm.oauth.url")?;
@@ -392,6 +398,11 @@ mod tests {
         assert_eq!(l.public.max_header_bytes, dl.public.max_header_bytes);
         assert_eq!(l.public.max_body_bytes, dl.public.max_body_bytes);
         assert_eq!(l.admin.max_connections, dl.admin.max_connections);
+        let (c, dc) = (&s.cluster, &d.cluster);
+        assert_eq!(c.lease, dc.lease);
+        assert_eq!(c.heartbeat, dc.heartbeat);
+        assert_eq!(c.dedup_keep, dc.dedup_keep);
+        assert_eq!(c.pool_size, dc.pool_size);
         let (g, dg) = (&s.login, &d.login);
         assert_eq!(g.throttle.free, dg.throttle.free);
         assert_eq!(g.throttle.base, dg.throttle.base);

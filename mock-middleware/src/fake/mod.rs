@@ -80,6 +80,8 @@ pub struct FakeState {
     scripts: Mutex<Vec<(Script, u32)>>,
     issued: Mutex<HashMap<String, Instant>>,
     pub tokens_issued: AtomicU64,
+    /// Requests recorded since start (the recording itself is capped).
+    recorded: AtomicU64,
     conn_seq: AtomicU64,
     /// TCP connections accepted (counted before the TLS handshake, so a connection a client
     /// opens and abandons counts too).
@@ -94,12 +96,14 @@ impl FakeState {
             scripts: Mutex::new(Vec::new()),
             issued: Mutex::new(HashMap::new()),
             tokens_issued: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
             conn_seq: AtomicU64::new(0),
             tcp_accepted: AtomicU64::new(0),
         })
     }
 
     pub fn record(&self, v: Value) {
+        self.recorded.fetch_add(1, Ordering::Relaxed);
         let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let max = if self.cfg.records_max == 0 {
             10_000
@@ -278,7 +282,7 @@ async fn script(State(s): State<Arc<FakeState>>, body: axum::body::Bytes) -> Res
 
 async fn stats(State(s): State<Arc<FakeState>>) -> Json<Value> {
     Json(
-        json!({"oauth_tokens_issued": s.tokens_issued.load(Ordering::Relaxed), "requests": s.requests(None).len(),
+        json!({"oauth_tokens_issued": s.tokens_issued.load(Ordering::Relaxed), "requests": s.requests(None).len(), "requests_total": s.recorded.load(Ordering::Relaxed),
                "connections": s.tcp_accepted.load(Ordering::Relaxed)}),
     )
 }

@@ -9,24 +9,67 @@ use serde_json::{json, Value};
 use super::State as S;
 use crate::faults::FaultSpec;
 
-/// `GET /mock/notifications`: every recorded notify request, in arrival order.
-pub async fn notifications(State(s): State<S>) -> Json<Value> {
-    Json(Value::Array(s.recorder.notifications()))
+/// `GET /mock/notifications`: every recorded notify request, in arrival order (the cluster's,
+/// each with its `node`, when the store is shared).
+pub async fn notifications(State(s): State<S>) -> Response {
+    match s.recorder.shared() {
+        None => Json(Value::Array(s.recorder.notifications())).into_response(),
+        Some(sh) => match sh.read(false).await {
+            Ok(v) => Json(Value::Array(v)).into_response(),
+            Err(e) => failed(e),
+        },
+    }
 }
 
-/// `GET /mock/pushes`: every push attempt result, in completion order.
-pub async fn pushes(State(s): State<S>) -> Json<Value> {
-    Json(Value::Array(s.recorder.pushes()))
+/// `GET /mock/pushes`: every push attempt result, in completion order (the cluster's when the
+/// store is shared).
+pub async fn pushes(State(s): State<S>) -> Response {
+    match s.recorder.shared() {
+        None => Json(Value::Array(s.recorder.pushes())).into_response(),
+        Some(sh) => match sh.read(true).await {
+            Ok(v) => Json(Value::Array(v)).into_response(),
+            Err(e) => failed(e),
+        },
+    }
 }
 
-/// `GET /mock/subscriptions`: the in-memory subscriptions.
-pub async fn subscriptions(State(s): State<S>) -> Json<Value> {
-    Json(json!(s
-        .subs
-        .all()
-        .iter()
-        .map(|x| x.as_ref().clone())
-        .collect::<Vec<_>>()))
+fn failed(e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": e.to_string()})),
+    )
+        .into_response()
+}
+
+/// `GET /mock/subscriptions`: the subscriptions (in memory, or the cluster's in the shared
+/// store).
+pub async fn subscriptions(State(s): State<S>) -> Response {
+    match s.subs.all().await {
+        Ok(v) => Json(json!(v
+            .iter()
+            .map(|x| x.as_ref().clone())
+            .collect::<Vec<_>>()))
+        .into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// `GET /mock/cluster`: this node, every node's last heartbeat and every listener lease.
+pub async fn cluster(State(s): State<S>) -> Response {
+    let r =
+        crate::store::index::blocking(s.subs.store(), |st| Ok((st.nodes()?, st.leases()?))).await;
+    match r {
+        Ok((nodes, leases)) => Json(json!({
+            "node": s.node,
+            "store": s.subs.store().describe(),
+            "now_ms": crate::store::now_ms(),
+            "nodes": nodes,
+            "leases": leases,
+            "recordings_dropped": s.recorder.shared().map_or(0, |r| r.dropped.load(std::sync::atomic::Ordering::Relaxed)),
+        }))
+        .into_response(),
+        Err(e) => failed(e),
+    }
 }
 
 /// `POST /mock/faults` with `{"status":503,"count":5,"delay_ms":0}`.
@@ -48,10 +91,15 @@ pub async fn faults(State(s): State<S>, body: axum::body::Bytes) -> Response {
 }
 
 /// `DELETE /mock/recordings`: forget recordings and pending faults.
-pub async fn clear(State(s): State<S>) -> Json<Value> {
+pub async fn clear(State(s): State<S>) -> Response {
     s.recorder.clear();
     s.faults.clear();
-    Json(json!({"success": true}))
+    if let Some(sh) = s.recorder.shared() {
+        if let Err(e) = sh.clear().await {
+            return failed(e);
+        }
+    }
+    Json(json!({"success": true})).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -68,7 +116,9 @@ pub async fn latency(State(s): State<S>, Query(q): Query<LatencyQuery>) -> Json<
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(s): State<S>) -> Response {
-    s.metrics.subscriptions.set(s.subs.len() as i64);
+    if let Ok(n) = s.subs.count().await {
+        s.metrics.subscriptions.set(n as i64);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -79,14 +129,17 @@ pub async fn metrics(State(s): State<S>) -> Response {
         .into_response()
 }
 
-/// `GET /mock/pushusers`: running permanent listeners (`[{"context":1,"user":3,"permanent":true}]`).
-pub async fn pushusers(State(s): State<S>) -> Json<Value> {
-    Json(json!(s
-        .listeners
-        .running()
-        .iter()
-        .map(|(c, u)| json!({"context": c, "user": u, "permanent": true}))
-        .collect::<Vec<_>>()))
+/// `GET /mock/pushusers`: running permanent listeners of the cluster
+/// (`[{"context":1,"user":3,"permanent":true}]`).
+pub async fn pushusers(State(s): State<S>) -> Response {
+    match s.listeners.running().await {
+        Ok(r) => Json(json!(r
+            .iter()
+            .map(|(c, u)| json!({"context": c, "user": u, "permanent": true}))
+            .collect::<Vec<_>>()))
+        .into_response(),
+        Err(e) => failed(e),
+    }
 }
 
 /// `GET /mock/registrations`: OX's `registeredPush` rows.
@@ -97,11 +150,7 @@ pub async fn registrations(State(s): State<S>) -> Response {
             .map(|(c, u, cl)| json!({"context": c, "user": u, "client": cl}))
             .collect::<Vec<_>>()))
         .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => failed(e),
     }
 }
 
@@ -120,10 +169,6 @@ pub async fn unregister(
     };
     match s.listeners.unregister(c, u, cl).await {
         Ok(d) => Json(json!({"deleted": d})).into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => failed(e),
     }
 }

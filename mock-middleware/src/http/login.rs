@@ -100,9 +100,10 @@ pub async fn login(
         Some("logout") => match s
             .sessions
             .check(p.get("session").map(String::as_str), &headers)
+            .await
         {
             Ok(sess) => {
-                s.sessions.remove(&sess.id);
+                s.sessions.remove(&sess.id).await;
                 StatusCode::OK.into_response()
             }
             Err(e) => e.into_response(),
@@ -195,9 +196,14 @@ async fn do_login(s: &S, p: &HashMap<String, String>, headers: &HeaderMap, ip: &
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let sess = s
+    let sess = match s
         .sessions
-        .create(name, user_id, context_id, given.as_deref(), ua);
+        .create(name, user_id, context_id, given.as_deref(), ua)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
     let body = json!({
         "session": sess.id,
         "user": name,
@@ -255,6 +261,7 @@ pub async fn capabilities(
     let sess = match s
         .sessions
         .check(q.get("session").map(String::as_str), &headers)
+        .await
     {
         Ok(v) => v,
         Err(e) => return e.into_response(),

@@ -31,6 +31,7 @@ pub async fn mobilenotifier(
     let sess = match s
         .sessions
         .check(p.get("session").map(String::as_str), &headers)
+        .await
     {
         Ok(v) => v,
         Err(e) => return e.into_response(),

@@ -43,6 +43,10 @@ pub struct AppState {
     pub throttle: throttle::Throttle,
     /// Bearer token of `/mock/*` on the admin listener.
     pub admin_token: crate::config::Secret,
+    /// This node's id in the cluster (the owner named in claims and leases).
+    pub node: String,
+    /// The notification claims this node's jobs hold.
+    pub inflight: crate::push::Inflight,
 }
 
 pub type State = Arc<AppState>;
@@ -97,6 +101,7 @@ pub fn admin_router(state: State) -> Router {
         .route("/mock/subscriptions", get(admin::subscriptions))
         .route("/mock/latency", get(admin::latency))
         .route("/mock/pushusers", get(admin::pushusers))
+        .route("/mock/cluster", get(admin::cluster))
         .route(
             "/mock/registrations",
             get(admin::registrations).delete(admin::unregister),

@@ -303,41 +303,79 @@ async fn handle(
         unread,
     ));
     rec.event = Some(event.clone());
-    // One device, one push: a token subscribed under two clients gets the mail once (a user
-    // has few devices: a linear check, no allocation).
-    let mut subs: Vec<Arc<crate::store::Subscription>> = Vec::new();
-    for x in s.subs.for_user(context_id, user_id) {
-        let dup = subs
-            .iter()
-            .any(|y| y.transport == x.transport && y.token == x.token);
-        if x.matches_topic("ox:mail:new") && !dup {
-            subs.push(x);
-        }
-    }
+    let subs = match s.subs.for_user(context_id, user_id).await {
+        Ok(v) => crate::push::targets(v),
+        Err(e) => return store_unavailable(&e),
+    };
     if subs.is_empty() {
         return ("no_subscription", success());
     }
-    let job = PushJob {
+    // A slot in the queue first, so that a claimed notification is always queued.
+    let Ok(permit) = s.queue.try_reserve() else {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The push queue is full; retry later.",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return ("queue_full", r);
+    };
+    // No push twice: the first node to claim the id in the database pushes; a repeat (a
+    // retry after a timeout, a balancer resending, a second Dovecot endpoint) is answered 200
+    // and dropped. The claim row holds the event, so if this node dies before its pushes are
+    // done another node sends them (crate::cluster).
+    let claim = match notification_id(headers) {
+        None => None,
+        Some(id) => {
+            let json = serde_json::to_string(&*event).unwrap_or_default();
+            let (node, id2) = (s.node.clone(), id.clone());
+            let claimed = crate::store::index::blocking(s.subs.store(), move |st| {
+                st.claim(&id2, &node, &json, now_ms())
+            })
+            .await;
+            match claimed {
+                Ok(true) => Some(crate::push::ClaimTicket::new(
+                    id,
+                    s.subs.store().clone(),
+                    &s.inflight,
+                )),
+                Ok(false) => {
+                    rec.note = Some("X-Notification-Id seen before: pushed once, by the first node that accepted it");
+                    return ("duplicate", success());
+                }
+                Err(e) => return store_unavailable(&e),
+            }
+        }
+    };
+    permit.send(PushJob {
         seq,
         received: Instant::now(),
         event,
         subs,
-    };
-    match s.queue.try_send(job) {
-        Ok(()) => {
-            s.metrics.queue_depth.inc();
-            ("accepted", success())
-        }
-        Err(_) => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The push queue is full; retry later.",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            ("queue_full", r)
-        }
-    }
+        claim,
+    });
+    s.metrics.queue_depth.inc();
+    ("accepted", success())
+}
+
+/// 503 + `Retry-After` when the store cannot answer: the sender retries, nothing is lost.
+fn store_unavailable(e: &crate::store::StoreError) -> (&'static str, Response) {
+    tracing::warn!(error = %e, "notification refused: the store is not reachable");
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The subscription store is not reachable; retry later.",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    ("store_unavailable", r)
+}
+
+/// `X-Notification-Id` (the relay's, with its `notification_id` option): 1 to 128 visible
+/// ASCII characters, else ignored.
+fn notification_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("x-notification-id")?.to_str().ok()?.trim();
+    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| v.to_string())
 }
 
 /// `<userId>@<contextId>`, split at the first `@`, both integers.

@@ -1,13 +1,18 @@
 //! Client sessions: id + secret cookie, as OX's login servlet hands them out.
 //!
-//! Sessions live in memory only (OX keeps them in Hazelcast; a restart of a single node loses
-//! them too). A request proves its session with `?session=<id>` and the
+//! A single node keeps sessions in memory (a restart loses them, as a single OX node without
+//! Hazelcast would). Nodes sharing a store keep them in its `sessions` table (OX keeps them in
+//! Hazelcast), so a login on one node is valid on every other: the row holds the secret's
+//! SHA-256 only. A request proves its session with `?session=<id>` and the
 //! `open-xchange-secret-<hash>` cookie.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+
+use crate::store::index::blocking;
+use crate::store::{now_ms, SessionRow, Store};
 
 use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
@@ -39,6 +44,8 @@ pub struct Sessions {
     map: RwLock<HashMap<String, Arc<Session>>>,
     idle: Duration,
     max: Duration,
+    /// The shared store, when sessions live there.
+    shared: Option<Arc<dyn Store>>,
 }
 
 impl Default for Sessions {
@@ -64,7 +71,25 @@ impl Sessions {
             map: RwLock::default(),
             idle,
             max,
+            shared: None,
         }
+    }
+
+    /// Sessions kept in `store` when it is shared by several nodes, else in memory.
+    pub fn with_store(idle: Duration, max: Duration, store: &Arc<dyn Store>) -> Sessions {
+        Sessions {
+            shared: store.shared().then(|| store.clone()),
+            ..Sessions::new(idle, max)
+        }
+    }
+
+    fn failed(e: crate::store::StoreError) -> OxError {
+        tracing::error!(error = %e, "session store failed");
+        OxError::new(
+            "MOCK-0500",
+            super::envelope::Category::TryAgain,
+            "The session store is not reachable; try again.",
+        )
     }
 
     fn expired(&self, s: &Session, now: Instant) -> bool {
@@ -84,14 +109,15 @@ impl Sessions {
             .retain(|_, s| !self.expired(s, now));
     }
 
-    pub fn create(
+    /// A new session (stored before it is handed out when the store is shared).
+    pub async fn create(
         &self,
         login: &str,
         user_id: i32,
         context_id: i32,
         client: Option<&str>,
         user_agent: &str,
-    ) -> Arc<Session> {
+    ) -> Result<Arc<Session>, OxError> {
         let client_given = client.is_some();
         let client = client.unwrap_or(DEFAULT_CLIENT);
         let s = Arc::new(Session {
@@ -106,15 +132,44 @@ impl Sessions {
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
         });
+        if let Some(store) = &self.shared {
+            let now = now_ms();
+            let row = SessionRow {
+                id: s.id.clone(),
+                secret_sha256: hex::encode(Sha256::digest(s.secret.expose().as_bytes())),
+                hash: s.hash.clone(),
+                login: s.login.clone(),
+                user_id,
+                context_id,
+                client: s.client.clone(),
+                client_given,
+                created_ms: now,
+                last_used_ms: now,
+            };
+            let (idle, max) = (self.idle.as_millis() as i64, self.max.as_millis() as i64);
+            blocking(store, move |st| {
+                st.prune_sessions(now - idle, now - max)?;
+                st.put_session(&row)
+            })
+            .await
+            .map_err(Self::failed)?;
+            return Ok(s);
+        }
         self.prune();
         self.map
             .write()
             .expect("sessions lock")
             .insert(s.id.clone(), s.clone());
-        s
+        Ok(s)
     }
 
-    pub fn remove(&self, id: &str) -> bool {
+    pub async fn remove(&self, id: &str) -> bool {
+        if let Some(store) = &self.shared {
+            let id = id.to_string();
+            return blocking(store, move |st| st.remove_session(&id))
+                .await
+                .unwrap_or(false);
+        }
         self.map
             .write()
             .expect("sessions lock")
@@ -122,11 +177,70 @@ impl Sessions {
             .is_some()
     }
 
+    /// A stored session, checked for expiry (and touched) in the store.
+    async fn load(
+        &self,
+        store: &Arc<dyn Store>,
+        sid: &str,
+    ) -> Result<Option<Arc<Session>>, OxError> {
+        let id = sid.to_string();
+        let (idle, max) = (self.idle.as_millis() as i64, self.max.as_millis() as i64);
+        let row = blocking(store, move |st| {
+            let now = now_ms();
+            let Some(r) = st.session(&id)? else {
+                return Ok(None);
+            };
+            if now - r.last_used_ms > idle || now - r.created_ms > max {
+                st.remove_session(&id)?;
+                return Ok(None);
+            }
+            st.touch_session(&id, now)?;
+            Ok(Some(r))
+        })
+        .await
+        .map_err(Self::failed)?;
+        Ok(row.map(|r| {
+            Arc::new(Session {
+                id: r.id,
+                secret: crate::config::Secret::new(r.secret_sha256),
+                hash: r.hash,
+                login: r.login,
+                user_id: r.user_id,
+                context_id: r.context_id,
+                client: r.client,
+                client_given: r.client_given,
+                created: Instant::now(),
+                last_used_ms: AtomicU64::new(0),
+            })
+        }))
+    }
+
     /// Resolves `?session=` plus the secret cookie, with OX's error codes.
-    pub fn check(&self, sid: Option<&str>, headers: &HeaderMap) -> Result<Arc<Session>, OxError> {
+    pub async fn check(
+        &self,
+        sid: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Arc<Session>, OxError> {
         let sid = sid
             .filter(|s| !s.is_empty())
             .ok_or_else(|| OxError::missing_param("session"))?;
+        if let Some(store) = &self.shared {
+            // The row holds the secret's SHA-256 (hex), compared in constant time.
+            let session = self
+                .load(store, sid)
+                .await?
+                .ok_or_else(|| OxError::session_expired(sid))?;
+            let name = format!("open-xchange-secret-{}", session.hash);
+            let Some(given) = cookie(headers, &name) else {
+                return Err(OxError::missing_cookie(&name));
+            };
+            use subtle::ConstantTimeEq;
+            let given = hex::encode(Sha256::digest(given.as_bytes()));
+            if !bool::from(given.as_bytes().ct_eq(session.secret.expose().as_bytes())) {
+                return Err(OxError::session_expired(sid));
+            }
+            return Ok(session);
+        }
         let session = self
             .map
             .read()
@@ -136,7 +250,7 @@ impl Sessions {
             .ok_or_else(|| OxError::session_expired(sid))?;
         let now = Instant::now();
         if self.expired(&session, now) {
-            self.remove(sid);
+            self.remove(sid).await;
             return Err(OxError::session_expired(sid));
         }
         let name = format!("open-xchange-secret-{}", session.hash);
@@ -171,14 +285,20 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn session_needs_id_and_secret_cookie() {
+    #[tokio::test]
+    async fn session_needs_id_and_secret_cookie() {
         let s = Sessions::default();
-        let sess = s.create("a", 3, 1, Some("open-xchange-mailapp"), "UA");
+        let sess = s
+            .create("a", 3, 1, Some("open-xchange-mailapp"), "UA")
+            .await
+            .unwrap();
         let mut h = HeaderMap::new();
-        assert_eq!(s.check(None, &h).unwrap_err().code, "SVL-0002");
-        assert_eq!(s.check(Some("nope"), &h).unwrap_err().code, "SES-0203");
-        let e = s.check(Some(&sess.id), &h).unwrap_err();
+        assert_eq!(s.check(None, &h).await.unwrap_err().code, "SVL-0002");
+        assert_eq!(
+            s.check(Some("nope"), &h).await.unwrap_err().code,
+            "SES-0203"
+        );
+        let e = s.check(Some(&sess.id), &h).await.unwrap_err();
         assert!(
             e.message
                 .starts_with("Missing cookie: open-xchange-secret-"),
@@ -195,15 +315,18 @@ mod tests {
             .parse()
             .unwrap(),
         );
-        assert_eq!(s.check(Some(&sess.id), &h).unwrap().user_id, 3);
-        assert!(s.remove(&sess.id));
-        assert_eq!(s.check(Some(&sess.id), &h).unwrap_err().code, "SES-0203");
+        assert_eq!(s.check(Some(&sess.id), &h).await.unwrap().user_id, 3);
+        assert!(s.remove(&sess.id).await);
+        assert_eq!(
+            s.check(Some(&sess.id), &h).await.unwrap_err().code,
+            "SES-0203"
+        );
     }
 
-    #[test]
-    fn sessions_expire_when_idle_and_at_their_maximum_age() {
+    #[tokio::test]
+    async fn sessions_expire_when_idle_and_at_their_maximum_age() {
         let s = Sessions::new(Duration::from_millis(200), Duration::from_millis(500));
-        let sess = s.create("a", 3, 1, Some("c"), "UA");
+        let sess = s.create("a", 3, 1, Some("c"), "UA").await.unwrap();
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
@@ -213,11 +336,17 @@ mod tests {
         );
         for _ in 0..3 {
             std::thread::sleep(Duration::from_millis(120));
-            assert!(s.check(Some(&sess.id), &h).is_ok(), "kept alive by use");
+            assert!(
+                s.check(Some(&sess.id), &h).await.is_ok(),
+                "kept alive by use"
+            );
         }
         std::thread::sleep(Duration::from_millis(150));
-        assert_eq!(s.check(Some(&sess.id), &h).unwrap_err().code, "SES-0203");
-        let idle = s.create("a", 3, 1, Some("c"), "UA");
+        assert_eq!(
+            s.check(Some(&sess.id), &h).await.unwrap_err().code,
+            "SES-0203"
+        );
+        let idle = s.create("a", 3, 1, Some("c"), "UA").await.unwrap();
         h.insert(
             header::COOKIE,
             format!("open-xchange-secret-{}={}", idle.hash, idle.secret.expose())
@@ -225,6 +354,9 @@ mod tests {
                 .unwrap(),
         );
         std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(s.check(Some(&idle.id), &h).unwrap_err().code, "SES-0203");
+        assert_eq!(
+            s.check(Some(&idle.id), &h).await.unwrap_err().code,
+            "SES-0203"
+        );
     }
 }

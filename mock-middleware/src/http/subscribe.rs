@@ -129,6 +129,7 @@ pub async fn pns(
     let sess = match s
         .sessions
         .check(q.get("session").map(String::as_str), &headers)
+        .await
     {
         Ok(v) => v,
         Err(e) => return e.into_response(),

@@ -16,8 +16,7 @@ use base64::Engine;
 
 use crate::config::push::CredStorageSettings;
 use crate::config::CredFormat;
-use crate::store::registry::StoredCredential;
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{Store, StoreError, StoredCredential};
 
 const CHECK_PLAIN: &str = "mock-middleware credstorage check v1";
 /// Format 1: AES-GCM without associated data (still readable, rewritten on next use).
@@ -97,6 +96,14 @@ impl Cipher {
     /// AES-256-GCM under a random key that lives only in this process (no KDF needed).
     pub fn random() -> Cipher {
         let key: [u8; 32] = rand::random();
+        Cipher::Aead(Box::new(aes_gcm::Aes256Gcm::new(&key.into())))
+    }
+
+    /// AES-256-GCM under SHA-256 of a shared secret (the cluster key file: every node of a
+    /// cluster reads the same one, so each can decrypt what another stored).
+    pub fn from_secret(secret: &str) -> Cipher {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(secret.as_bytes()).into();
         Cipher::Aead(Box::new(aes_gcm::Aes256Gcm::new(&key.into())))
     }
 
@@ -186,7 +193,7 @@ async fn blocking<T: Send + 'static>(
 
 enum Backend {
     Memory(Mutex<HashMap<(i32, i32), StoredCredential>>),
-    Db(Arc<SqliteStore>),
+    Db(Arc<dyn Store>),
 }
 
 /// The credential storage; `None` from [`CredStore::open`] when it is disabled.
@@ -200,7 +207,7 @@ impl CredStore {
     /// check value stored with rdb credentials.
     pub fn open(
         s: &CredStorageSettings,
-        db: &Arc<SqliteStore>,
+        db: &Arc<dyn Store>,
     ) -> Result<Option<CredStore>, CredError> {
         if !s.enabled {
             return Ok(None);
@@ -238,25 +245,26 @@ impl CredStore {
                         .decode(v)
                         .map_err(|_| CredError::Corrupt("invalid salt"))?,
                     None => {
-                        let salt = rand::random::<[u8; 16]>().to_vec();
-                        db.set_meta("credstorage.salt", &B64.encode(&salt))?;
-                        salt
+                        // Nodes starting together agree on the first salt written.
+                        let salt = B64.encode(rand::random::<[u8; 16]>());
+                        B64.decode(db.meta_init("credstorage.salt", &salt)?)
+                            .map_err(|_| CredError::Corrupt("invalid salt"))?
                     }
                 };
                 Cipher::aead(passcrypt, &salt)
             }
             CredFormat::OxLegacy => Cipher::ox_legacy(passcrypt),
         };
-        match db.meta("credstorage.check")? {
-            Some(check) => {
-                if cipher.decrypt(&check, b"check").ok().as_deref() != Some(CHECK_PLAIN) {
-                    return Err(CredError::WrongPasscrypt);
-                }
-            }
-            None => {
-                db.set_meta("credstorage.check", &cipher.encrypt(CHECK_PLAIN, b"check"))?;
-                db.set_meta("credstorage.format", fmt_name)?;
-            }
+        let check = db.meta_init("credstorage.check", &cipher.encrypt(CHECK_PLAIN, b"check"))?;
+        if cipher.decrypt(&check, b"check").ok().as_deref() != Some(CHECK_PLAIN) {
+            return Err(CredError::WrongPasscrypt);
+        }
+        let stored = db.meta_init("credstorage.format", fmt_name)?;
+        if stored != fmt_name {
+            return Err(CredError::FormatMismatch {
+                stored,
+                configured: fmt_name.into(),
+            });
         }
         Ok(Some(CredStore {
             cipher,

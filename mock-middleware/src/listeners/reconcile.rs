@@ -6,10 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::creds::{row_ad, Credential};
+use super::creds::Credential;
 use super::imap::{Imap, ImapError, METADATA_KEY};
-use super::{blocking, Listeners};
-use crate::store::registry::StoredCredential;
+use super::Listeners;
 
 impl Listeners {
     pub(super) async fn reconcile(self: Arc<Self>, cid: i32, uid: i32, why: String) {
@@ -21,10 +20,14 @@ impl Listeners {
             .or_default()
             .clone();
         let _guard = lock.lock().await;
+        // Only the lease's owner talks to Dovecot for this user; a lease that moved meanwhile
+        // hands the work to its new owner.
+        if !self.own_or_forward(cid, uid, &why).await {
+            return;
+        }
         let retry = Duration::from_millis(self.push.imap.as_ref().map_or(0, |i| i.retry_delay_ms));
         for attempt in 1..=2 {
-            let db = self.db.clone();
-            let want = match blocking(move || db.registrations()).await {
+            let want = match self.blocking(|db| db.registrations()).await {
                 Ok(r) => r.iter().any(|r| r.0 == cid && r.1 == uid),
                 Err(e) => {
                     tracing::error!(error = %e, "push registrations could not be read");
@@ -33,9 +36,8 @@ impl Listeners {
             };
             match self.apply(cid, uid, want).await {
                 Ok(()) => {
-                    let mut running = self.running.lock().expect("running lock");
+                    self.settled(cid, uid, want).await;
                     if want {
-                        running.insert((cid, uid));
                         tracing::info!(
                             user = uid,
                             context = cid,
@@ -43,7 +45,6 @@ impl Listeners {
                             "push registration in place (METADATA user={uid}@{cid})"
                         );
                     } else {
-                        running.remove(&(cid, uid));
                         tracing::info!(
                             user = uid,
                             context = cid,
@@ -55,10 +56,7 @@ impl Listeners {
                 }
                 Err(Failure::NoCredentials(reason)) => {
                     if !want {
-                        self.running
-                            .lock()
-                            .expect("running lock")
-                            .remove(&(cid, uid));
+                        self.settled(cid, uid, false).await;
                     }
                     tracing::warn!(
                         user = uid,
@@ -73,7 +71,7 @@ impl Listeners {
                     if let Some(store) = &self.creds {
                         let _ = store.delete(cid, uid).await;
                     }
-                    self.live.lock().expect("live lock").remove(&(cid, uid));
+                    self.live.forget(cid, uid).await;
                     tracing::warn!(user = uid, context = cid, error = %e, "push registration failed: authentication error; stored credentials dropped");
                     return;
                 }
@@ -89,46 +87,33 @@ impl Listeners {
         }
     }
 
-    pub(super) fn live_put(&self, cid: i32, uid: i32, c: &Credential) {
-        let row = StoredCredential {
-            login: c.login.clone(),
-            password_enc: self.live_cipher.encrypt(&c.password, &row_ad(cid, uid)),
-        };
-        self.live.lock().expect("live lock").insert((cid, uid), row);
-    }
-
-    pub(super) fn live_get(&self, cid: i32, uid: i32) -> Option<Credential> {
-        let row = self
-            .live
-            .lock()
-            .expect("live lock")
-            .get(&(cid, uid))
-            .cloned()?;
-        let password = self
-            .live_cipher
-            .decrypt(&row.password_enc, &row_ad(cid, uid))
-            .ok()?;
-        Some(Credential {
-            login: row.login,
-            password,
-        })
+    /// Records the outcome in the lease: asserted, or (nothing wanted) the lease released.
+    async fn settled(&self, cid: i32, uid: i32, want: bool) {
+        let node = self.node.clone();
+        let r = self
+            .blocking(move |db| {
+                db.set_asserted(cid, uid, &node, want)?;
+                if !want {
+                    db.release_lease(cid, uid, &node)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(user = uid, context = cid, error = %e, "lease state not recorded");
+        }
     }
 
     async fn credential(&self, cid: i32, uid: i32) -> Result<Credential, Failure> {
         let imap = self.push.imap.as_ref().expect("imap configured");
         if let (Some(mu), Some(mp)) = (&imap.master_user, &imap.master_password) {
-            let live = self
-                .live
-                .lock()
-                .expect("live lock")
-                .get(&(cid, uid))
-                .map(|c| c.login.clone());
-            let stored = match live {
+            let stored = match self.live.login(cid, uid).await {
                 Some(l) => Some(l),
-                None => {
-                    let db = self.db.clone();
-                    blocking(move || db.login_of(cid, uid)).await.ok().flatten()
-                }
+                None => self
+                    .blocking(move |db| db.login_of(cid, uid))
+                    .await
+                    .ok()
+                    .flatten(),
             };
             let login = stored
                 .or_else(|| {
@@ -144,7 +129,7 @@ impl Listeners {
                 password: mp.expose().to_string(),
             });
         }
-        if let Some(c) = self.live_get(cid, uid) {
+        if let Some(c) = self.live.get(cid, uid).await {
             return Ok(c);
         }
         match &self.creds {
@@ -164,6 +149,11 @@ impl Listeners {
 
     async fn apply(&self, cid: i32, uid: i32, want: bool) -> Result<(), Failure> {
         let imap = self.push.imap.as_ref().expect("imap configured");
+        let _slot = self
+            .imap_slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let cred = self.credential(cid, uid).await?;
         let mut c = Imap::open(imap, &cred.login, &cred.password)
             .await

@@ -7,6 +7,7 @@
 //! delete the subscription, canonical ids replace it.
 
 pub mod apns;
+mod claim;
 pub mod client;
 pub mod fcm;
 pub mod gcm;
@@ -26,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::recording::{PushRecord, Recorder};
 use crate::store::{now_ms, SubKey, Subscription, Subscriptions};
 use crate::wildcard::client_allowed;
+pub use claim::{targets, ClaimTicket, Inflight};
 use payload::{BuildError, Kind, Message};
 
 /// One accepted notification and the subscriptions it goes to.
@@ -34,6 +36,9 @@ pub struct PushJob {
     pub received: Instant,
     pub event: Arc<MailEvent>,
     pub subs: Vec<Arc<Subscription>>,
+    /// The claim of a notification with an `X-Notification-Id`: marked done when the job is
+    /// dropped, i.e. when every push of it has finished.
+    pub claim: Option<ClaimTicket>,
 }
 
 /// What to do after one provider answer.

@@ -1,18 +1,31 @@
-//! Subscription storage: a durable [`Store`] plus an in-memory index for the hot path.
+//! Durable state behind one [`Store`] trait: subscriptions, permanent-listener registrations,
+//! credentials, sessions, and what a cluster of nodes needs to agree on (notification claims,
+//! node heartbeats, listener leases).
 //!
-//! The notify handler must never wait on disk, so every subscription is also held in memory,
-//! keyed by (context, user). Writes go to the durable store first (off the async executor) and
-//! then to the index. The [`Store`] trait is what a PostgreSQL backend would implement to let
-//! several middleware nodes share subscriptions.
+//! Two backends run the same SQL ([`sql::SqlStore`] over a small [`sql::Backend`] seam):
+//! SQLite (one node, the default) and PostgreSQL (several nodes sharing one database). The
+//! trait is blocking on purpose: every caller already runs it on tokio's blocking pool (the
+//! hot path of a single SQLite node reads the in-memory [`Subscriptions`] index instead), and
+//! the PostgreSQL backend drives its async driver (tokio-postgres with a deadpool pool) on a
+//! runtime of its own, so one seam serves both and neither blocks the async executor. See
+//! docs/MOCK-MIDDLEWARE.md, "Several nodes over PostgreSQL", for the reasoning.
 
-pub mod registry;
+pub mod index;
+pub mod pg;
+mod recordings;
+mod registry;
+pub mod schema;
+pub mod shared;
+pub mod sql;
 pub mod sqlite;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::config::{DbTarget, UsersFile};
+pub use index::{RemovalHook, Subscriptions};
 pub use sqlite::SqliteStore;
 
 /// A device subscription, from `pns` or the legacy `mobilenotifier` module.
@@ -54,37 +67,6 @@ pub enum StoreError {
     TokenTaken,
 }
 
-/// Durable storage of subscriptions. Methods are blocking; callers run them off the executor.
-pub trait Store: Send + Sync + 'static {
-    /// Inserts or replaces the subscription keyed by (client, transport, token); returns the
-    /// subscription that held that token before (possibly another user's).
-    fn put(&self, sub: &Subscription) -> Result<Option<Subscription>, StoreError>;
-    /// Removes by (context, user, client, transport, token); returns whether a row went away.
-    fn remove(&self, sub_key: &SubKey) -> Result<bool, StoreError>;
-    /// Removes the subscriptions of `owner` (context, user) with this transport and token, for
-    /// any client (legacy `mobilenotifier` unsubscribe); returns what was removed.
-    fn remove_token(
-        &self,
-        owner: (i32, i32),
-        transport: &str,
-        token: &str,
-    ) -> Result<Vec<Subscription>, StoreError>;
-    /// Replaces a token: with `owner`, only that user's subscriptions (`updateToken`), and
-    /// [`StoreError::TokenTaken`] when another user holds `new`; without, everywhere (a
-    /// provider's canonical id). Returns the updated subscriptions.
-    fn replace_token(
-        &self,
-        transport: &str,
-        old: &str,
-        new: &str,
-        owner: Option<(i32, i32)>,
-    ) -> Result<Vec<Subscription>, StoreError>;
-    /// Every stored subscription (read once at startup to build the index).
-    /// Hands every stored subscription to `f` (read once at startup to build the index),
-    /// without collecting them first.
-    fn load_all(&self, f: &mut dyn FnMut(Subscription)) -> Result<(), StoreError>;
-}
-
 /// Identity of one subscription row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct SubKey {
@@ -107,232 +89,247 @@ impl From<&Subscription> for SubKey {
     }
 }
 
-type Index = HashMap<(i32, i32), Vec<Arc<Subscription>>>;
-
-/// Shares equal client ids, transports and topic lists between subscriptions, so that 100,000
-/// subscriptions cost little more than their tokens.
-#[derive(Default)]
-struct Interner {
-    strs: HashSet<Arc<str>>,
-    topics: HashSet<Arc<[String]>>,
+/// One stored credential row (the password as stored, i.e. encrypted).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredCredential {
+    pub login: String,
+    pub password_enc: String,
 }
 
-impl Interner {
-    fn intern(&mut self, mut s: Subscription) -> Subscription {
-        s.client = self.str(&s.client);
-        s.transport = self.str(&s.transport);
-        s.topics = match self.topics.get(&*s.topics) {
-            Some(t) => t.clone(),
-            None => {
-                self.topics.insert(s.topics.clone());
-                s.topics
-            }
-        };
-        s
-    }
-    fn str(&mut self, v: &Arc<str>) -> Arc<str> {
-        match self.strs.get(&**v) {
-            Some(x) => x.clone(),
-            None => {
-                self.strs.insert(v.clone());
-                v.clone()
-            }
-        }
+impl std::fmt::Debug for StoredCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredential")
+            .field("login", &self.login)
+            .finish_non_exhaustive()
     }
 }
 
-/// Called with (context, user, why) after subscriptions of that user went away; `why` is what
-/// the log says (`unsubscribe`, `unregistered by APNs`, ...).
-pub type RemovalHook = Arc<dyn Fn(i32, i32, String) + Send + Sync>;
-
-/// The durable store plus its in-memory index.
-#[derive(Clone)]
-pub struct Subscriptions {
-    store: Arc<dyn Store>,
-    index: Arc<RwLock<Index>>,
-    interner: Arc<Mutex<Interner>>,
-    on_removed: Arc<OnceLock<RemovalHook>>,
+/// A client session as stored: the secret only as its SHA-256, so the database never holds a
+/// usable secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: String,
+    pub secret_sha256: String,
+    pub hash: String,
+    pub login: String,
+    pub user_id: i32,
+    pub context_id: i32,
+    pub client: String,
+    pub client_given: bool,
+    pub created_ms: i64,
+    pub last_used_ms: i64,
 }
 
-impl Subscriptions {
-    /// Loads every stored subscription into memory.
-    pub fn open(store: Arc<dyn Store>) -> Result<Subscriptions, StoreError> {
-        let mut index = Index::new();
-        let mut interner = Interner::default();
-        store.load_all(&mut |s| {
-            let s = interner.intern(s);
-            index
-                .entry((s.context_id, s.user_id))
-                .or_default()
-                .push(Arc::new(s));
-        })?;
-        index.shrink_to_fit();
-        Ok(Subscriptions {
-            store,
-            index: Arc::new(RwLock::new(index)),
-            interner: Arc::new(Mutex::new(interner)),
-            on_removed: Arc::default(),
-        })
-    }
+/// A node of the cluster as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeRow {
+    pub node_id: String,
+    pub http_addr: String,
+    pub admin_addr: String,
+    pub started_ms: i64,
+    pub heartbeat_ms: i64,
+}
 
-    /// Installs the hook told about users that lost subscriptions (unsubscribe, dead token,
-    /// token moved to another user). Only the first call has an effect.
-    pub fn set_removal_hook(&self, hook: RemovalHook) {
-        let _ = self.on_removed.set(hook);
-    }
+/// The owner of one user's permanent listener. A lease is valid while its owner's heartbeat
+/// is: renewing a node's leases is one heartbeat row, whatever the number of users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseRow {
+    pub context_id: i32,
+    pub user_id: i32,
+    pub node_id: String,
+    /// True when the owner has the METADATA registration in place.
+    pub asserted: bool,
+}
 
-    fn removed(&self, context_id: i32, user_id: i32, why: &str) {
-        if let Some(h) = self.on_removed.get() {
-            h(context_id, user_id, why.to_string());
-        }
-    }
+/// A notification claimed by a node whose pushes are not finished (the outbox row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingClaim {
+    pub id: String,
+    /// The accepted notification's event, as JSON (see [`crate::event::MailEvent`]).
+    pub event: String,
+}
 
-    /// The user's subscriptions (a cheap clone of shared pointers; never touches the database).
-    pub fn for_user(&self, context_id: i32, user_id: i32) -> Vec<Arc<Subscription>> {
-        self.index
-            .read()
-            .expect("index lock")
-            .get(&(context_id, user_id))
-            .cloned()
-            .unwrap_or_default()
-    }
+/// Durable storage. Every method blocks; async callers run them on tokio's blocking pool.
+pub trait Store: Shared + Send + Sync + 'static {
+    /// True when several nodes share this store: the in-memory index is then not the truth,
+    /// and the notify path reads the database.
+    fn shared(&self) -> bool;
+    /// A short name for logs (`sqlite FILE`, `postgres HOST:PORT/DB`).
+    fn describe(&self) -> String;
+    /// The schema version in force (after the start-up migrations).
+    fn schema_version(&self) -> Result<i64, StoreError>;
 
-    /// Number of subscriptions held.
-    pub fn len(&self) -> usize {
-        self.index
-            .read()
-            .expect("index lock")
-            .values()
-            .map(Vec::len)
-            .sum()
-    }
-
-    /// True when no subscription is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Every subscription, for inspection.
-    pub fn all(&self) -> Vec<Arc<Subscription>> {
-        self.index
-            .read()
-            .expect("index lock")
-            .values()
-            .flatten()
-            .cloned()
-            .collect()
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(|e| StoreError::Db(format!("storage task failed: {e}")))?
-    }
-
-    /// Stores a subscription; a previous holder of the same (client, transport, token) is replaced.
-    pub async fn put(&self, sub: Subscription) -> Result<(), StoreError> {
-        let sub = self.interner.lock().expect("interner lock").intern(sub);
-        let s2 = sub.clone();
-        let previous = self.blocking(move |st| st.put(&s2)).await?;
-        let moved = {
-            let mut idx = self.index.write().expect("index lock");
-            let moved = previous.as_ref().and_then(|prev| {
-                remove_from(&mut idx, &SubKey::from(prev));
-                ((prev.context_id, prev.user_id) != (sub.context_id, sub.user_id))
-                    .then_some((prev.context_id, prev.user_id))
-            });
-            remove_from(&mut idx, &SubKey::from(&sub));
-            idx.entry((sub.context_id, sub.user_id))
-                .or_default()
-                .push(Arc::new(sub));
-            moved
-        };
-        if let Some((c, u)) = moved {
-            self.removed(c, u, "token moved to another user");
-        }
-        Ok(())
-    }
-
-    /// Removes one subscription; returns whether it existed. `why` goes to the removal hook.
-    pub async fn remove(&self, key: SubKey, why: &str) -> Result<bool, StoreError> {
-        let k2 = key.clone();
-        let gone = self.blocking(move |st| st.remove(&k2)).await?;
-        remove_from(&mut self.index.write().expect("index lock"), &key);
-        if gone {
-            self.removed(key.context_id, key.user_id, why);
-        }
-        Ok(gone)
-    }
-
-    /// Removes the caller's own subscriptions of a token (legacy unsubscribe).
-    pub async fn remove_token(
+    // Subscriptions.
+    /// Inserts or replaces the subscription keyed by (client, transport, token); returns the
+    /// subscription that held that token before (possibly another user's).
+    fn put(&self, sub: &Subscription) -> Result<Option<Subscription>, StoreError>;
+    /// Inserts many subscriptions in one transaction (benchmark seeding, imports).
+    fn put_many(&self, subs: &[Subscription]) -> Result<(), StoreError>;
+    /// Removes by (context, user, client, transport, token); returns whether a row went away.
+    fn remove(&self, sub_key: &SubKey) -> Result<bool, StoreError>;
+    /// Removes the subscriptions of `owner` (context, user) with this transport and token, for
+    /// any client (legacy `mobilenotifier` unsubscribe); returns what was removed.
+    fn remove_token(
         &self,
         owner: (i32, i32),
-        transport: String,
-        token: String,
-    ) -> Result<usize, StoreError> {
-        let removed = self
-            .blocking(move |st| st.remove_token(owner, &transport, &token))
-            .await?;
-        {
-            let mut idx = self.index.write().expect("index lock");
-            for s in &removed {
-                remove_from(&mut idx, &SubKey::from(s));
-            }
-        }
-        let users: HashSet<(i32, i32)> =
-            removed.iter().map(|s| (s.context_id, s.user_id)).collect();
-        for (c, u) in users {
-            self.removed(c, u, "unsubscribe");
-        }
-        Ok(removed.len())
-    }
-
-    /// Replaces a token for `transport`: only `owner`'s subscriptions when given (see
-    /// [`Store::replace_token`]), else everywhere.
-    pub async fn replace_token(
+        transport: &str,
+        token: &str,
+    ) -> Result<Vec<Subscription>, StoreError>;
+    /// Replaces a token: with `owner`, only that user's subscriptions (`updateToken`), and
+    /// [`StoreError::TokenTaken`] when another user holds `new`; without, everywhere (a
+    /// provider's canonical id). Returns the updated subscriptions.
+    fn replace_token(
         &self,
-        transport: String,
-        old: String,
-        new: String,
+        transport: &str,
+        old: &str,
+        new: &str,
         owner: Option<(i32, i32)>,
-    ) -> Result<usize, StoreError> {
-        let (t2, o2, n2) = (transport.clone(), old.clone(), new.clone());
-        let updated = self
-            .blocking(move |st| st.replace_token(&t2, &o2, &n2, owner))
-            .await?;
-        let mut idx = self.index.write().expect("index lock");
-        for s in &updated {
-            let mut old_key = SubKey::from(s);
-            old_key.token = old.clone();
-            remove_from(&mut idx, &old_key);
-            remove_from(&mut idx, &SubKey::from(s));
-            let s = self
-                .interner
-                .lock()
-                .expect("interner lock")
-                .intern(s.clone());
-            idx.entry((s.context_id, s.user_id))
-                .or_default()
-                .push(Arc::new(s));
-        }
-        Ok(updated.len())
-    }
+    ) -> Result<Vec<Subscription>, StoreError>;
+    /// Hands every stored subscription to `f` without collecting them first.
+    fn load_all(&self, f: &mut dyn FnMut(Subscription)) -> Result<(), StoreError>;
+    /// The subscriptions of one user.
+    fn for_user(&self, context_id: i32, user_id: i32) -> Result<Vec<Subscription>, StoreError>;
+    /// Number of subscriptions.
+    fn count(&self) -> Result<i64, StoreError>;
+
+    // Users, registrations (OX's registeredPush), credentials, meta.
+    /// The (userId, contextId) of `login`: users.yml's fixed ids first, else the ids assigned at
+    /// its first login (context per mail domain, user id per login), assigned now if new.
+    fn user_ids(&self, login: &str, fixed: &UsersFile) -> Result<(i32, i32), StoreError>;
+    /// The login that was assigned (context, user), if any.
+    fn login_of(&self, context_id: i32, user_id: i32) -> Result<Option<String>, StoreError>;
+    /// Adds a registration; true when it is new.
+    fn add_registration(&self, cid: i32, uid: i32, client: &str) -> Result<bool, StoreError>;
+    /// Removes a registration; true when it existed.
+    fn remove_registration(&self, cid: i32, uid: i32, client: &str) -> Result<bool, StoreError>;
+    /// Every registration, sorted by context, user, client.
+    fn registrations(&self) -> Result<Vec<(i32, i32, String)>, StoreError>;
+    fn put_credential(&self, cid: i32, uid: i32, cred: &StoredCredential)
+        -> Result<(), StoreError>;
+    fn credential(&self, cid: i32, uid: i32) -> Result<Option<StoredCredential>, StoreError>;
+    fn delete_credential(&self, cid: i32, uid: i32) -> Result<(), StoreError>;
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores `value` unless the key has one; returns the value in force (so nodes starting
+    /// together agree on one salt or check value).
+    fn meta_init(&self, key: &str, value: &str) -> Result<String, StoreError>;
 }
 
-fn remove_from(idx: &mut Index, key: &SubKey) {
-    if let Some(list) = idx.get_mut(&(key.context_id, key.user_id)) {
-        list.retain(|s| {
-            !(*s.client == *key.client && *s.transport == *key.transport && s.token == key.token)
-        });
-        if list.is_empty() {
-            idx.remove(&(key.context_id, key.user_id));
-        }
-    }
+/// What the nodes of a cluster share beyond subscriptions: sessions and their login
+/// credentials, notification claims, node heartbeats and listener leases. A single SQLite node
+/// uses the same tables (one node is a cluster of one).
+pub trait Shared {
+    // Sessions and the login credentials of live sessions (shared by the nodes).
+    fn put_session(&self, s: &SessionRow) -> Result<(), StoreError>;
+    fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError>;
+    fn touch_session(&self, id: &str, last_used_ms: i64) -> Result<(), StoreError>;
+    fn remove_session(&self, id: &str) -> Result<bool, StoreError>;
+    /// Drops sessions unused since `idle_before` or created before `created_before`.
+    fn prune_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError>;
+    fn put_live_credential(
+        &self,
+        cid: i32,
+        uid: i32,
+        cred: &StoredCredential,
+        expires_ms: i64,
+    ) -> Result<(), StoreError>;
+    fn live_credential(
+        &self,
+        cid: i32,
+        uid: i32,
+        now_ms: i64,
+    ) -> Result<Option<StoredCredential>, StoreError>;
+    fn delete_live_credential(&self, cid: i32, uid: i32) -> Result<(), StoreError>;
+
+    // Notification claims: the outbox that makes "no push twice" and "nothing accepted lost".
+    /// Claims notification `id` for `node`, storing its event; true when this call claimed it,
+    /// false when someone did before (a duplicate).
+    fn claim(&self, id: &str, node: &str, event: &str, now_ms: i64) -> Result<bool, StoreError>;
+    /// Withdraws a claim this node made but could not queue.
+    fn release_claim(&self, id: &str, node: &str) -> Result<(), StoreError>;
+    /// Marks a claim done: its pushes are finished.
+    fn finish_claim(&self, id: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Moves to `node` the unfinished claims of nodes whose heartbeat is older than
+    /// `dead_before`, and of `node`'s own earlier run (claimed before `started_ms`).
+    fn take_orphan_claims(
+        &self,
+        node: &str,
+        dead_before: i64,
+        started_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<PendingClaim>, StoreError>;
+    /// This node's unfinished claims made before `before` (candidates for
+    /// [`Shared::retake_claim`] when no job of this node holds them).
+    fn own_pending_claims(&self, node: &str, before: i64) -> Result<Vec<String>, StoreError>;
+    /// Confirms that `node`'s claim `id` is still unfinished (stamping it `now_ms`); its event.
+    fn retake_claim(&self, id: &str, node: &str, now_ms: i64)
+        -> Result<Option<String>, StoreError>;
+    /// Deletes finished claims older than `before`.
+    fn purge_claims(&self, before: i64) -> Result<u64, StoreError>;
+
+    // The cluster's recordings (`kind`: [`schema::NOTIFICATION`] or [`schema::PUSH`]).
+    /// Appends rendered records (kind, at_ms, JSON body) of `node`.
+    fn append_recordings(&self, node: &str, rows: &[(i32, i64, String)]) -> Result<(), StoreError>;
+    /// Every kept record of `kind` in insertion order: (node, JSON body).
+    fn recordings(&self, kind: i32) -> Result<Vec<(String, String)>, StoreError>;
+    /// Keeps the newest `max` records of `kind`, and of those no more than `max_bytes` of bodies.
+    fn trim_recordings(&self, kind: i32, max: i64, max_bytes: i64) -> Result<u64, StoreError>;
+    fn clear_recordings(&self) -> Result<(), StoreError>;
+
+    // Nodes and listener leases.
+    fn heartbeat(&self, node: &NodeRow) -> Result<(), StoreError>;
+    fn nodes(&self) -> Result<Vec<NodeRow>, StoreError>;
+    /// A node leaving: its row and its leases go, so others take over at once.
+    fn leave(&self, node: &str) -> Result<(), StoreError>;
+    /// Nodes other than `node` whose heartbeat is older than `dead_before`.
+    fn dead_nodes(&self, node: &str, dead_before: i64) -> Result<Vec<String>, StoreError>;
+    /// Moves every lease of node `dead` to `node`; the users moved.
+    fn take_leases_of(&self, dead: &str, node: &str) -> Result<Vec<(i32, i32)>, StoreError>;
+    /// Forgets node `dead` (its row and reconcile requests) if it is still dead.
+    fn forget_node(&self, dead: &str, dead_before: i64) -> Result<(), StoreError>;
+    /// Takes the leases of registered users without one, and leases whose owner has no
+    /// heartbeat row at all; the users taken with their previous owner.
+    fn acquire_unleased(&self, node: &str) -> Result<Vec<(i32, i32, Option<String>)>, StoreError>;
+    /// The owner of (cid, uid)'s lease, taking it for `node` when there is none or its owner's
+    /// heartbeat is older than `dead_before`.
+    fn lease_owner(
+        &self,
+        cid: i32,
+        uid: i32,
+        node: &str,
+        dead_before: i64,
+    ) -> Result<String, StoreError>;
+    /// Drops `node`'s lease of (cid, uid) when the user has no registration left.
+    fn release_lease(&self, cid: i32, uid: i32, node: &str) -> Result<(), StoreError>;
+    fn leases(&self) -> Result<Vec<LeaseRow>, StoreError>;
+    fn set_asserted(
+        &self,
+        cid: i32,
+        uid: i32,
+        node: &str,
+        asserted: bool,
+    ) -> Result<(), StoreError>;
+    /// Asks `owner` to reconcile (cid, uid) (it polls [`Store::take_reconcile_requests`]).
+    fn request_reconcile(
+        &self,
+        owner: &str,
+        cid: i32,
+        uid: i32,
+        why: &str,
+    ) -> Result<(), StoreError>;
+    fn take_reconcile_requests(&self, node: &str) -> Result<Vec<(i32, i32, String)>, StoreError>;
+}
+
+/// Opens (and migrates) the store `mock.db` names: a PostgreSQL URL or a SQLite file.
+pub fn open(target: &DbTarget, pool_size: usize) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match target {
+        DbTarget::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        DbTarget::Postgres(url) => Arc::new(pg::PgStore::open(url.expose(), pool_size)?),
+    })
+}
+
+/// Opens a SQLite file (kept for tools and tests that name a file).
+pub fn open_sqlite(path: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqliteStore::open(path)?))
 }
 
 /// Current time in UNIX milliseconds.
@@ -341,51 +338,4 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sub(t: &[&str]) -> Subscription {
-        Subscription {
-            context_id: 1,
-            user_id: 2,
-            client: "c".into(),
-            transport: "apn".into(),
-            token: "ab".into(),
-            topics: t.iter().map(|s| s.to_string()).collect::<Vec<_>>().into(),
-            created: 0,
-        }
-    }
-
-    #[test]
-    fn topic_matching() {
-        assert!(sub(&["*"]).matches_topic("ox:mail:new"));
-        assert!(sub(&["ox:mail:new"]).matches_topic("ox:mail:new"));
-        assert!(sub(&["ox:mail:*"]).matches_topic("ox:mail:new"));
-        assert!(sub(&["ox:*"]).matches_topic("ox:mail:new"));
-        assert!(!sub(&["ox:calendar:updates"]).matches_topic("ox:mail:new"));
-        assert!(!sub(&["ox:ma*"]).matches_topic("ox:mail:new"));
-    }
-
-    #[tokio::test]
-    async fn index_follows_store_including_token_takeover() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite")).unwrap());
-        let subs = Subscriptions::open(store.clone()).unwrap();
-        subs.put(sub(&["ox:mail:new"])).await.unwrap();
-        let mut other = sub(&["*"]);
-        other.user_id = 9;
-        subs.put(other).await.unwrap();
-        assert!(subs.for_user(1, 2).is_empty(), "token moved to user 9");
-        assert_eq!(subs.for_user(1, 9).len(), 1);
-        subs.replace_token("apn".into(), "ab".into(), "cd".into(), None)
-            .await
-            .unwrap();
-        assert_eq!(subs.for_user(1, 9)[0].token, "cd");
-        let reopened = Subscriptions::open(store).unwrap();
-        assert_eq!(reopened.for_user(1, 9)[0].token, "cd");
-        assert_eq!(reopened.len(), 1);
-    }
 }

@@ -1,35 +1,12 @@
-//! The permanent-listener tables in the SQLite file: stable user ids for IMAP logins,
-//! OX's `registeredPush` (context, user, client), `credentials` and a small `meta` table.
-//! Methods are blocking; async callers run them through `spawn_blocking`.
+//! Users, registrations (OX's `registeredPush`), credentials and the `meta` table in the
+//! portable SQL of [`super::sql`].
 
-use rusqlite::{params, OptionalExtension};
-
-use super::{SqliteStore, StoreError};
+use super::sql::{p, Backend, SqlStore};
+use super::{StoreError, StoredCredential};
 use crate::config::UsersFile;
 
-fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Db(e.to_string())
-}
-
-/// One stored credential row (the password as stored, i.e. encrypted).
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredCredential {
-    pub login: String,
-    pub password_enc: String,
-}
-
-impl std::fmt::Debug for StoredCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredCredential")
-            .field("login", &self.login)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SqliteStore {
-    /// The (userId, contextId) of `login`: users.yml's fixed ids first, else the ids assigned at
-    /// its first login (context per mail domain, user id per login), assigned now if new.
-    pub fn user_ids(&self, login: &str, fixed: &UsersFile) -> Result<(i32, i32), StoreError> {
+impl<B: Backend> SqlStore<B> {
+    pub fn assign_ids(&self, login: &str, fixed: &UsersFile) -> Result<(i32, i32), StoreError> {
         if let Some(u) = fixed.find(login) {
             return Ok((u.user_id, u.context_id));
         }
@@ -37,54 +14,42 @@ impl SqliteStore {
             .rsplit_once('@')
             .map(|(_, d)| d.to_ascii_lowercase())
             .unwrap_or_default();
-        self.with_conn(|c| {
-            let tx = c.transaction().map_err(db)?;
-            if let Some(ids) = tx
-                .query_row(
-                    "SELECT user_id, context_id FROM users WHERE login=?1",
-                    [login],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(db)?
-            {
-                return Ok(ids);
+        let lock = self.b.id_lock();
+        self.b.tx(|c| {
+            if let Some(l) = lock {
+                c.query(l, &[])?;
             }
-            let cid: i32 = match tx
-                .query_row(
-                    "SELECT context_id FROM contexts WHERE domain=?1",
-                    [&domain],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)?
-            {
-                Some(c) => c,
+            let known = c.query(
+                "SELECT user_id, context_id FROM users WHERE login=$1",
+                p![login],
+            )?;
+            if let Some(r) = known.first() {
+                return Ok((r[0].i32(), r[1].i32()));
+            }
+            let ctx = c.query(
+                "SELECT context_id FROM contexts WHERE domain=$1",
+                p![&domain],
+            )?;
+            let cid = match ctx.first() {
+                Some(r) => r[0].i32(),
                 None => {
-                    let db_max: i32 = tx
-                        .query_row(
-                            "SELECT COALESCE(MAX(context_id), 0) FROM contexts",
-                            [],
-                            |r| r.get(0),
-                        )
-                        .map_err(db)?;
+                    let db_max = c
+                        .query("SELECT COALESCE(MAX(context_id), 0) FROM contexts", &[])?[0][0]
+                        .i32();
                     let fixed_max = fixed.users.iter().map(|u| u.context_id).max().unwrap_or(0);
-                    let c = db_max.max(fixed_max) + 1;
-                    tx.execute(
-                        "INSERT INTO contexts (domain, context_id) VALUES (?1, ?2)",
-                        params![domain, c],
-                    )
-                    .map_err(db)?;
-                    c
+                    let cid = db_max.max(fixed_max) + 1;
+                    c.exec(
+                        "INSERT INTO contexts (domain, context_id) VALUES ($1, $2)",
+                        p![&domain, cid],
+                    )?;
+                    cid
                 }
             };
-            let db_max: i32 = tx
-                .query_row(
-                    "SELECT COALESCE(MAX(user_id), 2) FROM users WHERE context_id=?1",
-                    [cid],
-                    |r| r.get(0),
-                )
-                .map_err(db)?;
+            let db_max = c.query(
+                "SELECT COALESCE(MAX(user_id), 2) FROM users WHERE context_id=$1",
+                p![cid],
+            )?[0][0]
+                .i32();
             let fixed_max = fixed
                 .users
                 .iter()
@@ -94,163 +59,133 @@ impl SqliteStore {
                 .unwrap_or(0);
             // OX gives the context admin id 2; users start at 3.
             let uid = db_max.max(fixed_max) + 1;
-            tx.execute(
-                "INSERT INTO users (login, context_id, user_id) VALUES (?1, ?2, ?3)",
-                params![login, cid, uid],
-            )
-            .map_err(db)?;
-            tx.commit().map_err(db)?;
+            c.exec(
+                "INSERT INTO users (login, context_id, user_id) VALUES ($1, $2, $3)",
+                p![login, cid, uid],
+            )?;
             Ok((uid, cid))
         })
     }
 
-    /// The login that was assigned (context, user), if any.
-    pub fn login_of(&self, context_id: i32, user_id: i32) -> Result<Option<String>, StoreError> {
-        self.with_conn(|c| {
-            c.query_row(
-                "SELECT login FROM users WHERE context_id=?1 AND user_id=?2",
-                params![context_id, user_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db)
+    pub fn get_login(&self, cid: i32, uid: i32) -> Result<Option<String>, StoreError> {
+        self.b.auto(|c| {
+            Ok(c.query(
+                "SELECT login FROM users WHERE context_id=$1 AND user_id=$2",
+                p![cid, uid],
+            )?
+            .first()
+            .map(|r| r[0].text()))
         })
     }
 
-    /// Adds a registration; true when it is new.
-    pub fn add_registration(&self, cid: i32, uid: i32, client: &str) -> Result<bool, StoreError> {
-        self.with_conn(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO registered_push (context_id, user_id, client) VALUES (?1,?2,?3)",
-                params![cid, uid, client],
+    pub fn add_reg(&self, cid: i32, uid: i32, client: &str) -> Result<bool, StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "INSERT INTO registered_push (context_id, user_id, client) VALUES ($1,$2,$3) ON CONFLICT DO NOTHING",
+                p![cid, uid, client],
             )
             .map(|n| n > 0)
-            .map_err(db)
         })
     }
 
-    /// Removes a registration; true when it existed.
-    pub fn remove_registration(
-        &self,
-        cid: i32,
-        uid: i32,
-        client: &str,
-    ) -> Result<bool, StoreError> {
-        self.with_conn(|c| {
-            c.execute(
-                "DELETE FROM registered_push WHERE context_id=?1 AND user_id=?2 AND client=?3",
-                params![cid, uid, client],
+    pub fn remove_reg(&self, cid: i32, uid: i32, client: &str) -> Result<bool, StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                "DELETE FROM registered_push WHERE context_id=$1 AND user_id=$2 AND client=$3",
+                p![cid, uid, client],
             )
             .map(|n| n > 0)
-            .map_err(db)
         })
     }
 
-    /// Every registration, sorted by context, user, client.
-    pub fn registrations(&self) -> Result<Vec<(i32, i32, String)>, StoreError> {
-        self.with_conn(|c| {
-            let mut st = c
-                .prepare("SELECT context_id, user_id, client FROM registered_push ORDER BY 1, 2, 3")
-                .map_err(db)?;
-            let rows = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(db)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    pub fn regs(&self) -> Result<Vec<(i32, i32, String)>, StoreError> {
+        self.b.auto(|c| {
+            Ok(c.query(
+                "SELECT context_id, user_id, client FROM registered_push ORDER BY 1, 2, 3",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r[0].i32(), r[1].i32(), r[2].text()))
+            .collect())
         })
     }
 
-    pub fn put_credential(
+    pub fn put_cred(
         &self,
+        table: &str,
         cid: i32,
         uid: i32,
-        cred: &StoredCredential,
+        cr: &StoredCredential,
+        expires: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.with_conn(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO credentials (context_id, user_id, login, password) VALUES (?1,?2,?3,?4)",
-                params![cid, uid, cred.login, cred.password_enc],
+        self.b.auto(|c| {
+            match expires {
+                None => c.exec(
+                    "INSERT INTO credentials (context_id, user_id, login, password) VALUES ($1,$2,$3,$4)
+                     ON CONFLICT (context_id, user_id) DO UPDATE SET login=excluded.login, password=excluded.password",
+                    p![cid, uid, &cr.login, &cr.password_enc],
+                ),
+                Some(e) => c.exec(
+                    &format!("INSERT INTO {table} (context_id, user_id, login, password, expires_ms) VALUES ($1,$2,$3,$4,$5)
+                     ON CONFLICT (context_id, user_id) DO UPDATE SET login=excluded.login,
+                     password=excluded.password, expires_ms=excluded.expires_ms"),
+                    p![cid, uid, &cr.login, &cr.password_enc, e],
+                ),
+            }
+            .map(|_| ())
+        })
+    }
+
+    pub fn get_cred(
+        &self,
+        table: &str,
+        cid: i32,
+        uid: i32,
+        now: Option<i64>,
+    ) -> Result<Option<StoredCredential>, StoreError> {
+        self.b.auto(|c| {
+            let rows = match now {
+                None => c.query(
+                    &format!("SELECT login, password FROM {table} WHERE context_id=$1 AND user_id=$2"),
+                    p![cid, uid],
+                )?,
+                Some(n) => c.query(
+                    &format!("SELECT login, password FROM {table} WHERE context_id=$1 AND user_id=$2 AND expires_ms > $3"),
+                    p![cid, uid, n],
+                )?,
+            };
+            Ok(rows.first().map(|r| StoredCredential {
+                login: r[0].text(),
+                password_enc: r[1].text(),
+            }))
+        })
+    }
+
+    pub fn delete_cred(&self, table: &str, cid: i32, uid: i32) -> Result<(), StoreError> {
+        self.b.auto(|c| {
+            c.exec(
+                &format!("DELETE FROM {table} WHERE context_id=$1 AND user_id=$2"),
+                p![cid, uid],
             )
             .map(|_| ())
-            .map_err(db)
         })
     }
 
-    pub fn credential(&self, cid: i32, uid: i32) -> Result<Option<StoredCredential>, StoreError> {
-        self.with_conn(|c| {
-            c.query_row(
-                "SELECT login, password FROM credentials WHERE context_id=?1 AND user_id=?2",
-                params![cid, uid],
-                |r| {
-                    Ok(StoredCredential {
-                        login: r.get(0)?,
-                        password_enc: r.get(1)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(db)
+    pub fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.b.auto(|c| {
+            Ok(c.query("SELECT value FROM meta WHERE key=$1", p![key])?
+                .first()
+                .map(|r| r[0].text()))
         })
     }
 
-    pub fn delete_credential(&self, cid: i32, uid: i32) -> Result<(), StoreError> {
-        self.with_conn(|c| {
-            c.execute(
-                "DELETE FROM credentials WHERE context_id=?1 AND user_id=?2",
-                params![cid, uid],
-            )
-            .map(|_| ())
-            .map_err(db)
+    pub fn init_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        self.b.tx(|c| {
+            c.exec(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                p![key, value],
+            )?;
+            Ok(c.query("SELECT value FROM meta WHERE key=$1", p![key])?[0][0].text())
         })
-    }
-
-    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.with_conn(|c| {
-            c.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
-                .optional()
-                .map_err(db)
-        })
-    }
-
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.with_conn(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                params![key, value],
-            )
-            .map(|_| ())
-            .map_err(db)
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn ids_are_stable_per_login_and_context_per_domain() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.sqlite");
-        let fixed = UsersFile::parse(
-            "users:\n  - login: demo\n    userId: 7\n    contextId: 1\n",
-            Path::new("users.yml"),
-        )
-        .unwrap();
-        let st = SqliteStore::open(&path).unwrap();
-        assert_eq!(st.user_ids("demo", &fixed).unwrap(), (7, 1));
-        let a = st.user_ids("alice@a.example", &fixed).unwrap();
-        let b = st.user_ids("bob@a.example", &fixed).unwrap();
-        let c = st.user_ids("carol@c.example", &fixed).unwrap();
-        assert_eq!(a, (3, 2));
-        assert_eq!(b, (4, 2));
-        assert_eq!(c, (3, 3));
-        drop(st);
-        let st = SqliteStore::open(&path).unwrap();
-        assert_eq!(st.user_ids("bob@a.example", &fixed).unwrap(), b);
-        assert_eq!(
-            st.login_of(2, 3).unwrap().as_deref(),
-            Some("alice@a.example")
-        );
     }
 }

@@ -13,7 +13,7 @@ use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::store::{now_ms, SqliteStore, Subscription};
+use crate::store::{now_ms, Subscription};
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
@@ -26,8 +26,9 @@ pub enum LoadCmd {
     /// Insert `users` subscriptions (user ids 1..=users in context 1, client
     /// open-xchange-mailapp, transport apn) into the database file.
     Seed {
+        /// A SQLite file or a `postgres://` URL.
         #[arg(long)]
-        db: PathBuf,
+        db: String,
         #[arg(long)]
         users: u32,
     },
@@ -59,8 +60,13 @@ pub enum LoadCmd {
     },
     /// PUT notifications for random users in 1..=users.
     Run {
+        /// The notify URL; several, comma-separated, spread the connections over nodes.
         #[arg(long)]
         url: String,
+        /// Send a fresh `X-Notification-Id` (UUID) with every notification, as the relay's
+        /// `notification_id` option does.
+        #[arg(long)]
+        ids: bool,
         #[arg(long, default_value = "dovecot")]
         login: String,
         #[arg(long)]
@@ -95,7 +101,15 @@ fn cpu_seconds() -> f64 {
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     match args.cmd {
         LoadCmd::Seed { db, users } => {
-            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db)).await??;
+            let store = tokio::task::spawn_blocking(move || {
+                let target = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+                    crate::config::DbTarget::Postgres(db.as_str().into())
+                } else {
+                    crate::config::DbTarget::Sqlite(db.into())
+                };
+                crate::store::open(&target, 1)
+            })
+            .await??;
             let subs: Vec<Subscription> = (1..=users as i32)
                 .map(|u| Subscription {
                     context_id: 1,
@@ -190,7 +204,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             max_requests,
             rate,
             user_offset,
+            ids,
         } => {
+            let urls: Vec<String> = url.split(',').map(|u| u.trim().to_string()).collect();
             let auth = format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD
@@ -210,7 +226,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             let started = Instant::now();
             let mut tasks = Vec::new();
             for c in 0..connections {
-                let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
+                let (client, url, auth) =
+                    (client.clone(), urls[c % urls.len()].clone(), auth.clone());
                 let (ok, busy, other, sent) =
                     (ok.clone(), busy.clone(), other.clone(), sent.clone());
                 let interval =
@@ -229,7 +246,11 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                             "{{\"user\":\"{user}@1\",\"event\":\"messageNew\",\"folder\":\"INBOX\",\"imap-uid\":{i},\"imap-uidvalidity\":1,\"unseen\":3,\"from\":\"Bench <bench@example.org>\",\"subject\":\"load test\",\"snippet\":\"x\"}}",
                             i = i % 1_000_000
                         );
-                        match client.put(&url).header("authorization", &auth).header("content-type", "application/json").body(body).send().await {
+                        let mut req = client.put(&url).header("authorization", &auth).header("content-type", "application/json");
+                        if ids {
+                            req = req.header("x-notification-id", uuid::Uuid::new_v4().to_string());
+                        }
+                        match req.body(body).send().await {
                             Ok(r) if r.status().as_u16() == 200 => ok.fetch_add(1, Ordering::Relaxed),
                             Ok(r) if r.status().as_u16() == 503 => busy.fetch_add(1, Ordering::Relaxed),
                             _ => other.fetch_add(1, Ordering::Relaxed),

@@ -8,7 +8,10 @@ use anyhow::{anyhow, Context};
 use serde_json::Value;
 
 use crate::config::Settings;
-use crate::store::SqliteStore;
+use std::sync::Arc;
+
+use crate::config::DbTarget;
+use crate::store::Store;
 
 fn admin_base(s: &Settings) -> String {
     format!("http://{}", s.admin_listen)
@@ -152,22 +155,22 @@ async fn off_executor<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
-fn from_db(s: &Settings, url: &str, why: &str) -> anyhow::Result<SqliteStore> {
-    if !s.db.is_file() {
-        return Err(anyhow!(
-            "Neither the running server ({url}: {why}) nor the database ({}: no such file) is reachable.",
-            s.db.display()
-        ));
-    }
-    eprintln!(
-        "No running server at {url}; using the database {}.",
-        s.db.display()
-    );
-    SqliteStore::open(&s.db).map_err(|e| {
-        anyhow!(
-            "Neither the running server ({url}: {why}) nor the database ({}: {e}) is reachable.",
-            s.db.display()
-        )
+fn from_db(s: &Settings, url: &str, why: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let name = match &s.db {
+        DbTarget::Sqlite(p) => {
+            if !p.is_file() {
+                return Err(anyhow!(
+                    "Neither the running server ({url}: {why}) nor the database ({}: no such file) is reachable.",
+                    p.display()
+                ));
+            }
+            p.display().to_string()
+        }
+        DbTarget::Postgres(_) => "mock.db (PostgreSQL)".to_string(),
+    };
+    eprintln!("No running server at {url}; using the database {name}.");
+    crate::store::open(&s.db, 1).map_err(|e| {
+        anyhow!("Neither the running server ({url}: {why}) nor the database ({name}: {e}) is reachable.")
     })
 }
 

@@ -83,6 +83,43 @@ pub fn logs() -> LogBuf {
     .clone()
 }
 
+/// Polls doveadm until `user`'s METADATA equals `want` ("" = unset), bounded by `within`;
+/// the failure message carries `log()`.
+pub async fn wait_metadata(
+    dc: &Dovecot,
+    user: &str,
+    want: &str,
+    within: Duration,
+    log: &dyn Fn() -> String,
+) {
+    let end = Instant::now() + within;
+    loop {
+        let got = tokio::task::block_in_place(|| dc.get_metadata(user));
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "METADATA of {user} is {got:?}, want {want:?}\n--- middleware log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Unsets `user`'s push METADATA with doveadm, behind the middleware's back.
+pub fn unset_metadata(dc: &Dovecot, user: &str) {
+    tokio::task::block_in_place(|| {
+        let key = support::METADATA_KEY;
+        let out = dc.doveadm(&["mailbox", "metadata", "unset", "-u", user, "-s", "", key]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 pub struct Chain {
     pub dc: Dovecot,
     pub h: Harness,
@@ -126,41 +163,16 @@ pub async fn start_with(dovecot_extra: Vec<String>, props: &str) -> Chain {
 impl Chain {
     /// Polls doveadm until alice's METADATA equals `want` ("" = unset); bounded by 10 s.
     pub async fn wait_metadata(&self, user: &str, want: &str) {
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            let got = tokio::task::block_in_place(|| self.dc.get_metadata(user));
-            if got == want {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "METADATA of {user} is {got:?}, want {want:?}\n--- middleware log:\n{}",
-                logs().text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_metadata(&self.dc, user, want, Duration::from_secs(10), &|| {
+            logs().text()
+        })
+        .await
     }
 
     /// Unsets `user`'s push METADATA with doveadm, behind the middleware's back, and waits
     /// until Dovecot reports it unset.
     pub async fn unset_metadata(&self, user: &str) {
-        tokio::task::block_in_place(|| {
-            let out = self.dc.doveadm(&[
-                "mailbox",
-                "metadata",
-                "unset",
-                "-u",
-                user,
-                "-s",
-                "",
-                support::METADATA_KEY,
-            ]);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        });
+        unset_metadata(&self.dc, user);
         self.wait_metadata(user, "").await;
     }
 

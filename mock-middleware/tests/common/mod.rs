@@ -72,6 +72,14 @@ pub struct Login {
 
 impl Harness {
     pub async fn start(opts: Opts) -> Harness {
+        let mut h = Harness::prepare(opts).await;
+        h.start_server().await;
+        h
+    }
+
+    /// The configuration directory and the fakes, without a middleware (tests that run the
+    /// middleware as processes start them themselves).
+    pub async fn prepare(opts: Opts) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let pki = testpki::TestPki::generate().expect("pki");
@@ -147,7 +155,7 @@ impl Harness {
             .default_headers(bearer)
             .build()
             .unwrap();
-        let mut h = Harness {
+        Harness {
             dir,
             fakes,
             server: None,
@@ -155,9 +163,7 @@ impl Harness {
             admin_http,
             admin_token,
             opts,
-        };
-        h.start_server().await;
-        h
+        }
     }
 
     pub async fn start_server(&mut self) {
@@ -217,28 +223,12 @@ impl Harness {
 
     /// Logs in with exactly these form fields; the session and its cookies.
     pub async fn session_form(&self, form: &[(&str, &str)]) -> Login {
-        let r = self
-            .http
-            .post(self.url("/appsuite/api/login?action=login"))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        let cookie = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let v: Value = r.json().await.unwrap();
-        Login {
-            session: v["session"]
-                .as_str()
-                .expect("session in login answer")
-                .to_string(),
-            cookie,
-        }
+        login_at(
+            &self.http,
+            &self.url("/appsuite/api/login?action=login"),
+            form,
+        )
+        .await
     }
 
     /// POSTs a form to a public path; the JSON answer.
@@ -354,6 +344,26 @@ impl Harness {
     }
 }
 
+/// POSTs a login form to `url`; the session and the cookie header carrying its secret.
+pub async fn login_at(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> Login {
+    let r = http.post(url).form(form).send().await.unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let v: Value = r.json().await.unwrap();
+    let session = v["session"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session in the login answer: {v}"));
+    Login {
+        session: session.to_string(),
+        cookie,
+    }
+}
+
 /// Sends the request; its JSON answer.
 pub async fn json_of(r: reqwest::RequestBuilder) -> Value {
     r.send().await.unwrap().json().await.unwrap()
@@ -369,5 +379,8 @@ pub fn new_mail(user: &str, uid: u32) -> String {
            "unseen": 7, "from": "\"Alice Sender\" <alice@example.org>", "subject": "Hello", "snippet": "hi"})
     .to_string()
 }
+
+pub mod cluster;
+pub mod pg;
 
 pub const APNS_TOKEN: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
