@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proves the prototype settings module (dovecot-plugin/settings/) in the
+# Proves the settings module (dovecot-plugin/settings/) in the
 # Debian 13 root made by `make dovecot-2.4`:
 #  1. without it, Dovecot 2.4 rejects ox_push's keys;
 #  2. with it, doveconf shows their defaults and accepts good values, in
