@@ -13,6 +13,7 @@ use crate::http::{self, AppState};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
 use crate::push::client::ProviderClient;
+use crate::push::h2::H2Client;
 use crate::push::{self, apns, fcm, gcm, Providers};
 use crate::recording::Recorder;
 use crate::store::Subscriptions;
@@ -84,9 +85,13 @@ pub fn providers(s: &Settings) -> Result<Providers, StartError> {
                     StartError::Apns(format!("{} is not a P-256 .p8 key: {e}", path.display()))
                 })?;
                 (
-                    ProviderClient::new(conns, || {
-                        tls::http_client(s.tls_ca_file.as_deref(), None, timeout)
-                    })?,
+                    H2Client::new(
+                        &s.apns_base(),
+                        s.tls_ca_file.as_deref(),
+                        None,
+                        timeout,
+                        conns,
+                    )?,
                     Some(signer),
                 )
             }
@@ -95,9 +100,13 @@ pub fn providers(s: &Settings) -> Result<Providers, StartError> {
                 let pem =
                     tls::pkcs12_to_pem(&path, s.apns.password.as_ref().map_or("", |p| p.expose()))?;
                 (
-                    ProviderClient::new(conns, || {
-                        tls::http_client(s.tls_ca_file.as_deref(), Some(&pem), timeout)
-                    })?,
+                    H2Client::new(
+                        &s.apns_base(),
+                        s.tls_ca_file.as_deref(),
+                        Some(&pem),
+                        timeout,
+                        conns,
+                    )?,
                     None,
                 )
             }

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::payload::{Kind, Message};
-use super::{json_attempt, Attempt, BoxFuture, Outcome, Provider, SentRequest};
+use super::{Attempt, BoxFuture, Outcome, Provider, SentRequest};
 
 /// Seconds after which a cached provider token is replaced.
 pub const JWT_REFRESH_S: u64 = 50 * 60;
@@ -88,7 +88,7 @@ pub fn unix_now() -> u64 {
 
 /// The APNs sender.
 pub struct Apns {
-    pub client: super::client::ProviderClient,
+    pub client: super::h2::H2Client,
     pub base: String,
     pub topic: std::sync::Arc<str>,
     pub expiration_s: u64,
@@ -119,6 +119,18 @@ impl Apns {
             };
         }
         let url = format!("{}/3/device/{}", self.base, token);
+        let uri = match self.client.uri(&format!("/3/device/{token}")) {
+            Ok(u) => u,
+            Err(e) => {
+                return Attempt {
+                    outcome: Outcome::DropToken,
+                    status: None,
+                    reason: format!("BadDeviceToken: not usable in a request path ({e}; not sent)"),
+                    url,
+                    request: SentRequest::None,
+                }
+            }
+        };
         let Message::Apns {
             text,
             push_type,
@@ -144,18 +156,14 @@ impl Apns {
         let apns_id = uuid::Builder::from_random_bytes(rand::random())
             .into_uuid()
             .to_string();
-        let mut req = self
-            .client
-            .get()
-            .post(&url)
+        let mut req = http::Request::post(uri)
             .header("apns-topic", &*self.topic)
             .header("apns-push-type", *push_type)
             .header("apns-priority", priority.to_string())
             .header("apns-expiration", expiration.to_string())
-            .header("apns-collapse-id", collapse_id)
-            .header("apns-id", &apns_id)
-            .header("content-type", "application/json")
-            .body(text.clone());
+            .header("apns-collapse-id", collapse_id.as_str())
+            .header("apns-id", apns_id.as_str())
+            .header("content-type", "application/json");
         if let Some(j) = &self.jwt {
             match j.token(unix_now()) {
                 Ok(t) => req = req.header("authorization", format!("bearer {t}")),
@@ -170,6 +178,18 @@ impl Apns {
                 }
             }
         }
+        let req = match req.body(http_body_util::Full::new(text.clone())) {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt {
+                    outcome: Outcome::DropMessage,
+                    status: None,
+                    reason: format!("request not representable: {e}"),
+                    url,
+                    request: SentRequest::None,
+                }
+            }
+        };
         let request = SentRequest::Apns {
             topic: self.topic.clone(),
             push_type,
@@ -179,15 +199,32 @@ impl Apns {
             apns_id,
             body: text.clone(),
         };
-        json_attempt(req.send().await, url, request, |status, v, after| {
-            let reason = v
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            (classify(status, &reason, after), reason)
-        })
-        .await
+        match self.client.send(req).await {
+            Err(e) => Attempt {
+                outcome: Outcome::Retry(None),
+                status: None,
+                reason: format!("transport: {e}"),
+                url,
+                request,
+            },
+            Ok(a) => {
+                let status = a.status.as_u16();
+                let after = super::retry_after(&a.headers);
+                let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+                let reason = v
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                Attempt {
+                    outcome: classify(status, &reason, after),
+                    status: Some(status),
+                    reason,
+                    url,
+                    request,
+                }
+            }
+        }
     }
 }
 

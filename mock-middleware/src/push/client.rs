@@ -1,4 +1,6 @@
-//! The outbound HTTP/2 clients towards one provider host and credential.
+//! The outbound HTTP/2 clients (reqwest) towards Google's endpoints: FCM v1 and its OAuth
+//! token endpoint (two hosts through one client), legacy GCM. APNs, the hot path with one
+//! origin, uses the leaner [`super::h2::H2Client`].
 //!
 //! APNs (and Google's endpoints) speak HTTP/2. With ALPN left open, hyper's pool cannot know
 //! before a handshake completes that a connection will multiplex, so a cold burst opened one

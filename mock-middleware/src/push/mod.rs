@@ -11,6 +11,7 @@ mod claim;
 pub mod client;
 pub mod fcm;
 pub mod gcm;
+pub mod h2;
 pub mod payload;
 
 use std::future::Future;

@@ -136,10 +136,17 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             concurrency,
         } => {
             let p8 = std::fs::read(&key)?;
-            let client = crate::tls::http_client(Some(&ca_file), None, Duration::from_secs(10))?;
+            let base = url.trim_end_matches('/').to_string();
+            let client = crate::push::h2::H2Client::new(
+                &base,
+                Some(&ca_file),
+                None,
+                Duration::from_secs(10),
+                1,
+            )?;
             let apns = Arc::new(crate::push::apns::Apns {
-                client: client.into(),
-                base: url.trim_end_matches('/').to_string(),
+                client,
+                base,
                 topic: topic.into(),
                 expiration_s: 86_400,
                 jwt: Some(crate::push::apns::JwtSigner::new(&p8, &key_id, &team_id)?),
