@@ -200,13 +200,7 @@ impl Apns {
             body: text.clone(),
         };
         match self.client.send(req).await {
-            Err(e) => Attempt {
-                outcome: Outcome::Retry(None),
-                status: None,
-                reason: format!("transport: {e}"),
-                url,
-                request,
-            },
+            Err(e) => Attempt::transport(e, url, request),
             Ok(a) => {
                 let status = a.status.as_u16();
                 let after = super::retry_after(&a.headers);

@@ -150,10 +150,9 @@ impl Fcm {
             .await
             .map_err(|e| format!("token endpoint unreachable: {e}"))?;
         let status = resp.status();
-        let v: Value = resp
-            .json()
+        let v: Value = super::bounded_json(resp)
             .await
-            .map_err(|e| format!("token endpoint answered non-JSON: {e}"))?;
+            .map_err(|e| format!("token endpoint answered no usable JSON: {e}"))?;
         let (Some(tok), true) = (v["access_token"].as_str(), status.is_success()) else {
             return Err(format!("token endpoint refused the assertion ({status})"));
         };

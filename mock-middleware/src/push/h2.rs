@@ -191,30 +191,38 @@ impl H2Client {
                 .max_header_list_size(64 * 1024);
             b
         };
-        let authority = self.authority.clone();
-        let log = move |e: hyper::Error| tracing::debug!(%authority, error = %e, "provider connection closed");
         match &self.tls {
             Some((connector, name)) => {
                 let tls = connector
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(|e| format!("TLS with {}: {e}", self.authority))?;
-                let (sender, conn) = builder
-                    .handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(|e| format!("HTTP/2 with {}: {e}", self.authority))?;
-                tokio::spawn(async move { conn.await.map_err(log).ok() });
-                Ok(sender)
+                self.handshake(builder, tls).await
             }
-            None => {
-                let (sender, conn) = builder
-                    .handshake(TokioIo::new(tcp))
-                    .await
-                    .map_err(|e| format!("HTTP/2 with {}: {e}", self.authority))?;
-                tokio::spawn(async move { conn.await.map_err(log).ok() });
-                Ok(sender)
-            }
+            None => self.handshake(builder, tcp).await,
         }
+    }
+
+    /// The HTTP/2 handshake over `io`; the connection is driven by its own task from then on.
+    async fn handshake<T>(
+        &self,
+        builder: hyper::client::conn::http2::Builder<TokioExecutor>,
+        io: T,
+    ) -> Result<SendRequest<Full<Bytes>>, String>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = builder
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| format!("HTTP/2 with {}: {e}", self.authority))?;
+        let authority = self.authority.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%authority, error = %e, "provider connection closed");
+            }
+        });
+        Ok(sender)
     }
 }
 
@@ -266,7 +274,7 @@ fn client_config(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::convert::Infallible;
     use std::sync::atomic::AtomicUsize;
@@ -274,7 +282,7 @@ mod tests {
     /// An HTTP/2 (cleartext) server on loopback that answers every request with `answer`; each
     /// connection is closed after `per_conn` requests. Returns the base URL and the number of
     /// connections accepted so far.
-    async fn h2_server(
+    pub(crate) async fn h2_server(
         answer: fn() -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>,
         per_conn: usize,
     ) -> (String, Arc<AtomicUsize>) {
@@ -313,6 +321,28 @@ mod tests {
         (base, accepted)
     }
 
+    /// A body of 1 GiB in 16 KiB frames.
+    struct Endless(usize);
+    impl hyper::body::Body for Endless {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            self.0 -= 1;
+            let chunk = Bytes::from_static(&[b'x'; 16 * 1024]);
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+        }
+    }
+    pub(crate) fn endless(
+    ) -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
+        hyper::Response::new(Endless(64 * 1024).boxed())
+    }
+
     fn ok() -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
         hyper::Response::new(Full::new(Bytes::new()).boxed())
     }
@@ -326,26 +356,6 @@ mod tests {
     #[tokio::test]
     async fn a_hostile_provider_with_an_endless_answer_is_cut_at_the_bound() {
         // 1 GiB as a stream of 16 KiB frames: the client must stop at MAX_RESPONSE.
-        struct Endless(usize);
-        impl hyper::body::Body for Endless {
-            type Data = Bytes;
-            type Error = Infallible;
-            fn poll_frame(
-                mut self: std::pin::Pin<&mut Self>,
-                _: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>>
-            {
-                if self.0 == 0 {
-                    return std::task::Poll::Ready(None);
-                }
-                self.0 -= 1;
-                let chunk = Bytes::from_static(&[b'x'; 16 * 1024]);
-                std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
-            }
-        }
-        fn endless() -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
-            hyper::Response::new(Endless(64 * 1024).boxed())
-        }
         let (base, _) = h2_server(endless, usize::MAX).await;
         let c = H2Client::new(&base, None, None, Duration::from_secs(10), 1).unwrap();
         let err = match c.send(request(&c)).await {

@@ -154,8 +154,38 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     )
 }
 
+impl Attempt {
+    /// A request that got no answer (connection, TLS, timeout): retried.
+    pub(crate) fn transport(e: impl std::fmt::Display, url: String, request: SentRequest) -> Self {
+        Attempt {
+            outcome: Outcome::Retry(None),
+            status: None,
+            reason: format!("transport: {e}"),
+            url,
+            request,
+        }
+    }
+}
+
+/// Reads a provider's answer as JSON, at most [`h2::MAX_RESPONSE`] bytes of it: a hostile or
+/// broken endpoint cannot make the middleware buffer without limit.
+pub(crate) async fn bounded_json(mut resp: reqwest::Response) -> Result<Value, String> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if buf.len() + chunk.len() > h2::MAX_RESPONSE {
+            return Err(format!(
+                "the answer is longer than {} bytes",
+                h2::MAX_RESPONSE
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&buf).map_err(|e| e.to_string())
+}
+
 /// Turns the answer to a JSON-bodied send into an [`Attempt`]: a transport error is retried,
-/// else `classify` judges the status, the JSON body (`null` if unreadable) and `Retry-After`.
+/// else `classify` judges the status, the JSON body (`null` if unreadable or longer than
+/// [`h2::MAX_RESPONSE`]) and `Retry-After`.
 pub(crate) async fn json_attempt(
     resp: reqwest::Result<reqwest::Response>,
     url: String,
@@ -163,17 +193,11 @@ pub(crate) async fn json_attempt(
     classify: impl FnOnce(u16, &Value, Option<Duration>) -> (Outcome, String),
 ) -> Attempt {
     match resp {
-        Err(e) => Attempt {
-            outcome: Outcome::Retry(None),
-            status: None,
-            reason: format!("transport: {e}"),
-            url,
-            request,
-        },
+        Err(e) => Attempt::transport(e, url, request),
         Ok(resp) => {
             let status = resp.status().as_u16();
             let after = retry_after(resp.headers());
-            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            let v: Value = bounded_json(resp).await.unwrap_or(Value::Null);
             let (outcome, reason) = classify(status, &v, after);
             Attempt {
                 outcome,
@@ -402,6 +426,25 @@ async fn push_one(ctx: &Ctx, job: &PushJob, sub: &Subscription) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_hostile_fcm_or_oauth_endpoint_with_an_endless_answer_is_cut_at_the_bound() {
+        // The reqwest-based senders (FCM, its OAuth token endpoint, GCM) read answers through
+        // bounded_json: 1 GiB announced, at most MAX_RESPONSE read.
+        let (base, _) = h2::tests::h2_server(h2::tests::endless, usize::MAX).await;
+        let client = crate::tls::http_client(None, None, Duration::from_secs(10)).unwrap();
+        let resp = client.post(format!("{base}/token")).send().await.unwrap();
+        let err = bounded_json(resp).await.unwrap_err();
+        assert!(err.contains("longer than 65536 bytes"), "{err}");
+        // And a send through json_attempt is classified by its status, the body taken as null.
+        let resp = client.post(format!("{base}/send")).send().await;
+        let a = json_attempt(resp, base.clone(), SentRequest::None, |status, v, _| {
+            assert!(v.is_null());
+            (Outcome::DropMessage, format!("status {status}"))
+        })
+        .await;
+        assert_eq!(a.reason, "status 200");
+    }
 
     #[test]
     fn backoff_honours_retry_after_and_grows() {
